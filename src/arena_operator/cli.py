@@ -1,0 +1,121 @@
+"""`arena`: run a bundle locally, validate it, and (later) run the operator and workers.
+
+Exit codes: 0 success; 1 failures under --ci; 2 bad input (invalid bundle, flags or manifests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from .engine.bundle import load_bundle
+from .engine.errors import BundleInvalid, ProviderError
+from .engine.plan import RunFilters, generate_plan
+from .local import LocalRunOptions, run_local
+from .progress import RunProgress, print_summary
+
+EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _globs(values: list[str] | None) -> list[str]:
+    """`--scenario a,b --scenario c` → [a, b, c]."""
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
+
+
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="run a bundle locally (mock or real providers), write reports")
+    run.add_argument("path", nargs="?", help="bundle directory or arena config file")
+    run.add_argument("-c", "--config", help="bundle directory or arena config file (upstream flag)")
+    run.add_argument("--scenario", action="append", help="scenario id or file glob (repeatable, comma-separated)")
+    run.add_argument("--exclude-scenario", action="append", help="scenario glob to leave out")
+    run.add_argument("--provider", action="append", help="provider id glob (repeatable, comma-separated)")
+    run.add_argument("--region", action="append", help="region(s) to run (default: default)")
+    run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
+    run.add_argument("--mock-config", type=Path, help="mock responses file for --mock-provider")
+    run.add_argument("--formats", help="comma-separated: json,junit,csv,html (html is always written)")
+    run.add_argument("--out", type=Path, default=Path("arena-results"), help="output directory")
+    run.add_argument("-j", "--concurrency", type=int, help="parallel runs (default: arena defaults.concurrency)")
+    run.add_argument("--ci", action="store_true", help="exit 1 when any run errored or any assertion failed")
+    run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
+    run.add_argument("--resume", action="store_true", help="skip runs already in <out>/results.jsonl")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arena", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(commands)
+    validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
+    validate.add_argument("path", help="bundle directory or arena config file")
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    try:
+        bundle = load_bundle(Path(args.path))
+    except BundleInvalid as exc:
+        for problem in exc.problems:
+            console.print(str(problem), markup=False, highlight=False)
+        console.print(f"{len(exc.problems)} problem(s) found", style="bold red")
+        return EXIT_BAD_INPUT
+    runs = len(generate_plan(bundle))
+    console.print(f"ok: {len(bundle.scenarios)} scenarios, {len(bundle.providers)} providers, {runs} runs planned",
+                  style="green")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    path = args.config or args.path
+    if not path:
+        console.print("arena run: give a bundle directory or arena file (PATH or --config)", style="red")
+        return EXIT_BAD_INPUT
+    if args.concurrency is not None and args.concurrency < 1:
+        console.print("arena run: -j must be at least 1", style="red")
+        return EXIT_BAD_INPUT
+    if args.trials is not None and args.trials < 1:
+        console.print("arena run: --trials must be at least 1", style="red")
+        return EXIT_BAD_INPUT
+    filters = RunFilters(scenarios=_globs(args.scenario), exclude_scenarios=_globs(args.exclude_scenario),
+                         providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials)
+    options = LocalRunOptions(
+        bundle=Path(path), out_dir=args.out, filters=filters, concurrency=args.concurrency,
+        mock_provider=args.mock_provider, mock_config=args.mock_config,
+        formats=_globs([args.formats]) if args.formats else None, resume=args.resume,
+    )
+    progress = RunProgress(console, enabled=not args.quiet)
+    try:
+        with progress:
+            outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
+    except BundleInvalid as exc:
+        for problem in exc.problems:
+            console.print(str(problem), markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    except (ValueError, OSError, ProviderError) as exc:
+        console.print(f"arena run: {exc}", style="red", markup=False)
+        return EXIT_BAD_INPUT
+    print_summary(console, outcome)
+    totals = outcome.summary.total
+    if args.ci and (totals.failed or totals.errors):
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    handlers = {"run": _cmd_run, "validate": _cmd_validate}
+    return handlers[args.command](args, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

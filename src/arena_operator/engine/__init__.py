@@ -1,0 +1,1 @@
+"""The conversation engine: PromptKit bundles, providers, executor, assertions. No Kubernetes, no Redis."""

@@ -1,0 +1,1 @@
+"""Assertions: turn-level and conversation-level checks, each saying pass/fail and why."""

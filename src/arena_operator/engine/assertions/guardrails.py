@@ -1,0 +1,72 @@
+"""Prompt validators (guardrails) run on every reply, and the assertion that checks whether one fired."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..spec import AssertionSpec, Validator
+from ..types import Message
+from .base import AssertionContext, AssertionResult
+
+
+def _banned_words(params: dict[str, Any], text: str) -> str | None:
+    lowered = text.lower()
+    hits = [w for w in params.get("words", []) if re.search(rf"\b{re.escape(str(w).lower())}\b", lowered)]
+    return f"banned words {hits}" if hits else None
+
+
+def _max_length(params: dict[str, Any], text: str) -> str | None:
+    limit = params.get("max_characters", params.get("max"))
+    return f"{len(text)} characters > {limit}" if limit is not None and len(text) > int(limit) else None
+
+
+def _max_sentences(params: dict[str, Any], text: str) -> str | None:
+    count = len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s])
+    limit = params.get("max_sentences", params.get("max"))
+    return f"{count} sentences > {limit}" if limit is not None and count > int(limit) else None
+
+
+def _regex(params: dict[str, Any], text: str) -> str | None:
+    pattern = str(params.get("pattern", ""))
+    return f"matches /{pattern}/" if pattern and re.search(pattern, text) else None
+
+
+VALIDATORS = {
+    "banned_words": _banned_words,
+    "max_length": _max_length,
+    "length": _max_length,
+    "max_sentences": _max_sentences,
+    "regex": _regex,
+    "pattern": _regex,
+}
+
+
+def run_validators(validators: list[Validator], text: str) -> list[dict[str, Any]]:
+    """Evaluate each validator on a reply; unknown validator types are reported, not fatal."""
+    out = []
+    for validator in validators:
+        check = VALIDATORS.get(validator.type)
+        if check is None:
+            out.append({"type": validator.type, "triggered": False, "message": "unknown validator type; ignored"})
+            continue
+        reason = check(validator.params, text)
+        out.append({"type": validator.type, "triggered": reason is not None, "message": reason or "ok"})
+    return out
+
+
+def guardrail_triggered(a: AssertionSpec, ctx: AssertionContext) -> AssertionResult:
+    wanted = a.params.get("validator") or a.params.get("validator_type") or a.params.get("type")
+    expect = bool(a.params.get("should_trigger", a.params.get("expected", True)))
+    fired = [v for m in ctx.assistant_messages for v in _validations(m)
+             if v["triggered"] and (wanted is None or v["type"] == wanted)]
+    label = f"guardrail {wanted}" if wanted else "a guardrail"
+    if bool(fired) == expect:
+        verb = "triggered" if fired else "did not trigger"
+        return AssertionResult(a.type, True, f"{label} {verb}", {"fired": fired})
+    verb = "did not trigger" if expect else "triggered unexpectedly"
+    return AssertionResult(a.type, False, f"{label} {verb}", {"fired": fired})
+
+
+def _validations(message: Message) -> list[dict[str, Any]]:
+    return message.meta.get("validators", [])

@@ -1,0 +1,414 @@
+"""Load a PromptKit Arena bundle from a directory, collecting every problem with file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from . import spec as s
+from .assertions.registry import KNOWN_TYPES, required_params
+from .envexpand import expand_tree
+from .errors import BundleInvalid, BundleProblem, TemplateError
+from .templating import render
+from .yamlsrc import LineDict, YamlSyntaxError, format_path, line_of, load_yaml_file
+
+log = logging.getLogger(__name__)
+
+ARENA_FILE_NAMES = (
+    "config.arena.yaml", "config.arena.yml", "arena.yaml", "arena.yml", "config.yaml", "config.yml",
+)
+API_VERSION = "promptkit.altairalabs.ai/v1alpha1"
+SCRIPTED_ROLES = ("user",)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Loaded:
+    """A validated spec with where it came from, so later checks can point at the right line."""
+
+    id: str
+    spec: Any
+    file: str
+    doc: Any
+
+
+@dataclass
+class Bundle:
+    """A validated bundle, ready to plan and run."""
+
+    root: Path
+    arena_file: Path
+    arena: s.ArenaSpec
+    prompt_configs: dict[str, s.PromptConfigSpec] = field(default_factory=dict)
+    prompt_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
+    provider_groups: dict[str, str] = field(default_factory=dict)
+    scenarios: dict[str, s.ScenarioSpec] = field(default_factory=dict)
+    scenario_files: dict[str, str] = field(default_factory=dict)
+    tools: dict[str, s.ToolSpec] = field(default_factory=dict)
+    personas: dict[str, s.PersonaSpec] = field(default_factory=dict)
+    evals: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_for(self, scenario: s.ScenarioSpec) -> tuple[s.PromptConfigSpec | None, dict[str, Any]]:
+        """The prompt config whose task_type matches the scenario's, with arena `vars` for it."""
+        for prompt_id, prompt in self.prompt_configs.items():
+            if scenario.task_type and prompt.task_type == scenario.task_type:
+                return prompt, self.prompt_vars.get(prompt_id, {})
+        return None, {}
+
+    def variables_for(self, scenario: s.ScenarioSpec) -> dict[str, Any]:
+        """Variables layered: prompt defaults → arena `vars` → scenario `variables`."""
+        prompt, arena_vars = self.prompt_for(scenario)
+        merged: dict[str, Any] = {}
+        if prompt:
+            merged.update({v.name: v.default for v in prompt.variables if v.default is not None})
+        merged.update(arena_vars)
+        merged.update(scenario.variables)
+        return merged
+
+    def role_provider(self, role_id: str) -> str | None:
+        roles = self.arena.self_play.roles if self.arena.self_play else []
+        return next((r.provider for r in roles if r.id == role_id), None)
+
+    def judge_provider(self, name: str | None) -> str | None:
+        judges = self.arena.judges
+        if not judges:
+            return None
+        if name is None:
+            return judges[0].provider
+        return next((j.provider for j in judges if j.name == name), None)
+
+
+class _Collector:
+    """Accumulates problems so `arena validate` can print all of them at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[BundleProblem] = []
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def add(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> None:
+        path = list(path)
+        line = line_of(doc, path) if doc is not None else 0
+        self.problems.append(BundleProblem(file, line, format_path(path), message))
+
+
+def find_arena_file(path: Path) -> Path:
+    """Resolve a file or directory to the arena config file, in upstream's lookup order."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise BundleInvalid([BundleProblem(str(path), 0, "", "no such file or directory")])
+    for name in ARENA_FILE_NAMES:
+        if (path / name).is_file():
+            return path / name
+    wanted = ", ".join(ARENA_FILE_NAMES)
+    raise BundleInvalid([BundleProblem(str(path), 0, "", f"no arena config file found (looked for {wanted})")])
+
+
+def _pydantic_message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"got {error.get('input')!r}, expected one of {expected}"
+    return str(error.get("msg", "invalid value"))
+
+
+def _validate(model: type[M], raw: Any, file: str, doc: Any, prefix: list[str | int], out: _Collector) -> M | None:
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        for error in exc.errors():
+            out.add(file, doc, prefix + list(error["loc"]), _pydantic_message(error))
+        return None
+
+
+def _read_manifest(path: Path, kind: str, out: _Collector) -> tuple[Any, Any] | None:
+    """Read a manifest, check its kind; returns (document, raw spec)."""
+    file = out.rel(path)
+    if not path.is_file():
+        out.problems.append(BundleProblem(file, 0, "", "file not found"))
+        return None
+    try:
+        doc = load_yaml_file(path)
+    except YamlSyntaxError as exc:
+        out.problems.append(BundleProblem(file, exc.line, "", str(exc)))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        out.problems.append(BundleProblem(file, 0, "", f"cannot read file: {exc}"))
+        return None
+    if not isinstance(doc, dict):
+        out.add(file, doc, [], f"expected a {kind} manifest (a mapping), got {type(doc).__name__}")
+        return None
+    if doc.get("kind") != kind:
+        out.add(file, doc, ["kind"], f"expected kind {kind!r}, got {doc.get('kind')!r}")
+        return None
+    api = doc.get("apiVersion")
+    if api is not None and api != API_VERSION:
+        log.debug("%s: apiVersion %r is not %r; reading it anyway", file, api, API_VERSION)
+    return doc, doc.get("spec")
+
+
+def _manifest_id(doc: Any, spec_obj: Any, path: Path) -> str:
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    if isinstance(meta, dict) and meta.get("name"):
+        return str(meta["name"])
+    return str(getattr(spec_obj, "id", None) or getattr(spec_obj, "name", None) or path.stem)
+
+
+def _report_unknown(model: BaseModel, file: str, path: str = "spec") -> None:
+    extra = model.model_extra or {}
+    if extra:
+        log.debug("%s: %s: keeping unknown keys %s", file, path, sorted(extra))
+
+
+def _load_kind(
+    base: Path, ref: str, kind: str, model: type[M], out: _Collector
+) -> Loaded | None:
+    path = base / ref
+    read = _read_manifest(path, kind, out)
+    if read is None:
+        return None
+    doc, raw = read
+    file = out.rel(path)
+    if kind == "Provider":
+        unset: list[tuple[list[str | int], str]] = []
+        expand_tree(doc, [], unset)
+        for where, message in unset:
+            out.add(file, doc, where, message)
+        if unset:
+            return None
+    if raw is None:
+        out.add(file, doc, ["spec"], "required field is missing")
+        return None
+    obj = _validate(model, raw, file, doc, ["spec"], out)
+    if obj is None:
+        return None
+    _report_unknown(obj, file)
+    return Loaded(_manifest_id(doc, obj, path), obj, file, doc)
+
+
+def _register(
+    target: dict[str, Any], loaded: Loaded, out: _Collector, where: dict[str, str], kind: str
+) -> None:
+    if loaded.id in target:
+        out.add(loaded.file, loaded.doc, ["metadata", "name"],
+                f"duplicate {kind} id {loaded.id!r} (also defined in {where[loaded.id]})")
+        return
+    target[loaded.id] = loaded.spec
+    where[loaded.id] = loaded.file
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_assertions(
+    assertions: list[s.AssertionSpec], file: str, doc: Any, prefix: list[str | int], out: _Collector
+) -> None:
+    for index, assertion in enumerate(assertions):
+        where = [*prefix, index]
+        kind = assertion.type
+        if kind not in KNOWN_TYPES:
+            out.add(file, doc, [*where, "type"], f"unknown assertion {kind!r}{_suggest(kind, KNOWN_TYPES)}")
+            continue
+        for name in required_params(kind, assertion.params):
+            out.add(file, doc, [*where, "params"], f"assertion {kind!r} needs params.{name}")
+
+
+class BundleLoader:
+    """Reads one bundle; `load()` returns a Bundle or raises BundleInvalid with every problem."""
+
+    def __init__(self, path: Path) -> None:
+        self.arena_file = find_arena_file(Path(path))
+        self.root = self.arena_file.parent
+        self.out = _Collector(self.root)
+
+    def load(self) -> Bundle:
+        read = _read_manifest(self.arena_file, "Arena", self.out)
+        if read is None:
+            raise BundleInvalid(self.out.problems)
+        doc, raw = read
+        file = self.out.rel(self.arena_file)
+        arena = _validate(s.ArenaSpec, raw, file, doc, ["spec"], self.out)
+        if arena is None:
+            raise BundleInvalid(self.out.problems)
+        _report_unknown(arena, file)
+        if not arena.providers and not arena.provider_specs:
+            self.out.add(file, doc, ["spec", "providers"], "at least one provider is required")
+        bundle = Bundle(root=self.root, arena_file=self.arena_file, arena=arena)
+        self._load_referenced(bundle, doc, file)
+        self._cross_check(bundle, doc, file)
+        if self.out.problems:
+            raise BundleInvalid(self.out.problems)
+        return bundle
+
+    def _each(self, refs: list[Any], kind: str, model: type[M], on_loaded: Callable[[Loaded, Any], None]) -> None:
+        for ref in refs:
+            loaded = _load_kind(self.root, ref.file, kind, model, self.out)
+            if loaded is not None:
+                on_loaded(loaded, ref)
+
+    def _load_referenced(self, bundle: Bundle, doc: Any, file: str) -> None:
+        arena = bundle.arena
+        where: dict[str, dict[str, str]] = {k: {} for k in ("prompt", "provider", "scenario", "tool", "persona")}
+
+        def on_prompt(loaded: Loaded, ref: s.PromptConfigRef) -> None:
+            loaded.id = ref.id or loaded.id
+            _register(bundle.prompt_configs, loaded, self.out, where["prompt"], "prompt config")
+            bundle.prompt_vars[loaded.id] = ref.vars
+
+        def on_provider(loaded: Loaded, ref: s.ProviderRef) -> None:
+            _register(bundle.providers, loaded, self.out, where["provider"], "provider")
+            bundle.provider_groups.setdefault(loaded.id, ref.group)
+            self._check_mock_config(loaded)
+
+        def on_scenario(loaded: Loaded, _ref: Any) -> None:
+            _register(bundle.scenarios, loaded, self.out, where["scenario"], "scenario")
+            bundle.scenario_files.setdefault(loaded.id, loaded.file)
+            self._scenario_docs[loaded.id] = loaded
+
+        def on_tool(loaded: Loaded, _ref: Any) -> None:
+            loaded.id = loaded.spec.name
+            _register(bundle.tools, loaded, self.out, where["tool"], "tool")
+
+        def on_persona(loaded: Loaded, _ref: Any) -> None:
+            _register(bundle.personas, loaded, self.out, where["persona"], "persona")
+
+        self._scenario_docs: dict[str, Loaded] = {}
+        self._each(arena.prompt_configs, "PromptConfig", s.PromptConfigSpec, on_prompt)
+        self._each(arena.providers, "Provider", s.ProviderSpec, on_provider)
+        self._each(arena.scenarios, "Scenario", s.ScenarioSpec, on_scenario)
+        self._each(arena.tools, "Tool", s.ToolSpec, on_tool)
+        if arena.self_play:
+            self._each(arena.self_play.personas, "Persona", s.PersonaSpec, on_persona)
+        for ref in arena.evals:
+            read = _read_manifest(self.root / ref.file, "Eval", self.out)
+            if read is not None:
+                bundle.evals[_manifest_id(read[0], None, self.root / ref.file)] = read[1]
+        self._load_inline(bundle, doc, file, where)
+
+    def _load_inline(self, bundle: Bundle, doc: Any, file: str, where: dict[str, dict[str, str]]) -> None:
+        """`provider_specs`, `scenario_specs`, … : the same kinds written inside the arena file."""
+        inline: list[tuple[str, type[BaseModel], dict[str, Any], str]] = [
+            ("provider_specs", s.ProviderSpec, bundle.providers, "provider"),
+            ("scenario_specs", s.ScenarioSpec, bundle.scenarios, "scenario"),
+            ("tool_specs", s.ToolSpec, bundle.tools, "tool"),
+            ("prompt_specs", s.PromptConfigSpec, bundle.prompt_configs, "prompt"),
+        ]
+        for key, model, target, kind in inline:
+            for item_id, raw in getattr(bundle.arena, key).items():
+                obj = _validate(model, raw, file, doc, ["spec", key, item_id], self.out)
+                if obj is None:
+                    continue
+                loaded = Loaded(str(item_id), obj, file, doc)
+                _register(target, loaded, self.out, where[kind], kind)
+                if kind == "provider":
+                    bundle.provider_groups.setdefault(loaded.id, "default")
+                if kind == "scenario":
+                    bundle.scenario_files.setdefault(loaded.id, file)
+                    self._scenario_docs[loaded.id] = Loaded(loaded.id, obj, file, _InlineDoc(doc, key, item_id))
+
+    def _check_mock_config(self, loaded: Loaded) -> None:
+        mock_file = loaded.spec.additional_config.get("mock_config")
+        if loaded.spec.type == "mock" and mock_file and not (self.root / str(mock_file)).is_file():
+            self.out.add(loaded.file, loaded.doc, ["spec", "additional_config", "mock_config"],
+                         f"mock config file {mock_file!r} not found")
+
+    def _cross_check(self, bundle: Bundle, doc: Any, file: str) -> None:
+        arena = bundle.arena
+        providers = bundle.providers
+        for index, judge in enumerate(arena.judges):
+            if judge.provider not in providers:
+                self.out.add(file, doc, ["spec", "judges", index, "provider"],
+                             f"unknown provider {judge.provider!r}{_suggest(judge.provider, providers)}")
+        roles = {}
+        if arena.self_play:
+            for index, role in enumerate(arena.self_play.roles):
+                roles[role.id] = role.provider
+                if role.provider not in providers:
+                    self.out.add(file, doc, ["spec", "self_play", "roles", index, "provider"],
+                                 f"unknown provider {role.provider!r}{_suggest(role.provider, providers)}")
+        _check_assertions(arena.globals.conversation_assertions, file, doc,
+                          ["spec", "globals", "conversation_assertions"], self.out)
+        for prompt_id, prompt in bundle.prompt_configs.items():
+            for tool in prompt.allowed_tools:
+                if tool not in bundle.tools:
+                    self.out.problems.append(BundleProblem(
+                        f"prompt config {prompt_id}", 0, "spec.allowed_tools",
+                        f"unknown tool {tool!r}{_suggest(tool, bundle.tools)}"))
+        for scenario_id, loaded in self._scenario_docs.items():
+            self._check_scenario(bundle, scenario_id, loaded, roles)
+
+    def _check_scenario(self, bundle: Bundle, scenario_id: str, loaded: Loaded, roles: dict[str, str]) -> None:
+        scenario: s.ScenarioSpec = loaded.spec
+        file, doc = loaded.file, loaded.doc
+        for index, provider in enumerate(scenario.providers or []):
+            if provider not in bundle.providers:
+                self.out.add(file, doc, ["spec", "providers", index],
+                             f"unknown provider {provider!r}{_suggest(provider, bundle.providers)}")
+        if scenario.task_type:
+            matches = [p for p in bundle.prompt_configs.values() if p.task_type == scenario.task_type]
+            if not matches:
+                tasks = {p.task_type for p in bundle.prompt_configs.values()}
+                self.out.add(file, doc, ["spec", "task_type"],
+                             f"no prompt config has task_type {scenario.task_type!r}{_suggest(scenario.task_type, tasks)}")
+            elif len(matches) > 1:
+                self.out.add(file, doc, ["spec", "task_type"],
+                             f"task_type {scenario.task_type!r} matches {len(matches)} prompt configs; it must be unique")
+            else:
+                self._check_template(bundle, scenario, matches[0], file, doc)
+        for index, turn in enumerate(scenario.turns):
+            where: list[str | int] = ["spec", "turns", index]
+            if turn.role in roles:
+                if turn.persona and turn.persona not in bundle.personas:
+                    self.out.add(file, doc, [*where, "persona"],
+                                 f"unknown persona {turn.persona!r}{_suggest(turn.persona, bundle.personas)}")
+            elif turn.role not in SCRIPTED_ROLES:
+                known = [*SCRIPTED_ROLES, *roles]
+                self.out.add(file, doc, [*where, "role"], f"unsupported role {turn.role!r}{_suggest(turn.role, known)}")
+            elif turn.content is None and not turn.parts:
+                self.out.add(file, doc, [*where, "content"], "a user turn needs content or parts")
+            _check_assertions(turn.assertions, file, doc, [*where, "assertions"], self.out)
+        _check_assertions(scenario.conversation_assertions, file, doc,
+                          ["spec", "conversation_assertions"], self.out)
+
+    def _check_template(
+        self, bundle: Bundle, scenario: s.ScenarioSpec, prompt: s.PromptConfigSpec, file: str, doc: Any
+    ) -> None:
+        try:
+            render(prompt.system_template, bundle.variables_for(scenario))
+        except TemplateError as exc:
+            self.out.add(file, doc, ["spec", "variables"], f"system_template of task {prompt.task_type!r}: {exc}")
+
+
+class _InlineDoc(LineDict):
+    """Points an inline scenario's field paths at its place inside the arena file."""
+
+    def __init__(self, arena_doc: Any, key: str, item_id: str) -> None:
+        super().__init__()
+        spec = arena_doc.get("spec", {}) if isinstance(arena_doc, dict) else {}
+        inner = spec.get(key, {}).get(item_id) if isinstance(spec, dict) else None
+        self["spec"] = inner
+        self.line = line_of(arena_doc, ["spec", key, item_id])
+        self.key_lines = {"spec": self.line}
+
+
+def load_bundle(path: Path | str) -> Bundle:
+    """Load and validate a bundle directory (or arena file); raises BundleInvalid listing every problem."""
+    return BundleLoader(Path(path)).load()

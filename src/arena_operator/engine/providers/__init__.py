@@ -1,0 +1,1 @@
+"""LLM providers: mock, OpenAI-compatible (openai, vllm, ollama), Claude, Gemini."""

@@ -1,0 +1,151 @@
+"""Shared plumbing of HTTP providers: one pooled async client, API keys from env, errors classified."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ..errors import ProviderError
+from ..spec import ProviderSpec
+from ..types import ChatRequest, ChatResponse
+from .base import RETRYABLE_STATUS, Provider, RetryableError, RetryPolicy, parse_retry_after
+
+
+def parse_duration(text: str | int | float | None, default: float) -> float:
+    """'90s', '5m', '1h', '250ms' or a number of seconds → seconds."""
+    if text is None or text == "":
+        return default
+    if isinstance(text, int | float):
+        return float(text)
+    value = text.strip()
+    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if value.endswith(suffix):
+            try:
+                return float(value[: -len(suffix)]) * factor
+            except ValueError:
+                break
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)") from None
+
+
+class HTTPProvider(Provider):
+    """Base of providers spoken over HTTP. Subclasses build the request and parse the response."""
+
+    default_base_url: str = ""
+    default_key_env: str | None = None
+
+    def __init__(self, provider_id: str, spec: ProviderSpec, retry: RetryPolicy | None = None) -> None:
+        super().__init__(provider_id, spec, retry)
+        self.base_url = (spec.base_url or self.default_base_url).rstrip("/")
+        self.timeout = parse_duration(spec.timeout, 60.0)
+        self._client: httpx.AsyncClient | None = None
+
+    def api_key(self) -> str | None:
+        """The key is read from the environment variable the config names; it is never stored or logged."""
+        env = self.spec.credential.credential_env or self.spec.credential.api_key_env or self.default_key_env
+        return os.environ.get(env) if env else None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.spec.rate_limit.max_concurrency or 100,
+                                  max_keepalive_connections=20)
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), limits=limits)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", **self.spec.headers}
+
+    def _raise_for(self, response: httpx.Response, body: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = _error_detail(body)
+        if status in RETRYABLE_STATUS:
+            kind = "rate_limited" if status == 429 else "server_error"
+            raise RetryableError(f"HTTP {status}: {detail}", kind, status,
+                                 parse_retry_after(response.headers.get("retry-after")))
+        kind = "auth_error" if status in (401, 403) else "bad_request"
+        raise ProviderError(f"{self.id}: HTTP {status}: {detail}", kind, status)
+
+    async def post_json(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[Any, float]:
+        """POST and decode JSON; returns (body, latency ms). Transport failures are retryable."""
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(url, json=payload, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"timeout after {self.timeout:g}s ({type(exc).__name__})", "timeout") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"connection failed: {type(exc).__name__}", "connection") from None
+        self._raise_for(response, response.text)
+        try:
+            return response.json(), (time.perf_counter() - started) * 1000
+        except json.JSONDecodeError:
+            raise RetryableError("response is not JSON", "bad_response", response.status_code) from None
+
+    async def stream_events(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncIterator[tuple[str | None, Any, float]]:
+        """POST and yield server-sent events as (event name, decoded data, ms since request)."""
+        started = time.perf_counter()
+        try:
+            async with self.client.stream("POST", url, json=payload, headers=headers) as response:
+                if response.status_code >= 400:
+                    self._raise_for(response, (await response.aread()).decode(errors="replace"))
+                event: str | None = None
+                async for line in response.aiter_lines():
+                    if not line:
+                        event = None
+                        continue
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            return
+                        try:
+                            decoded = json.loads(data)
+                        except json.JSONDecodeError:
+                            continue
+                        yield event, decoded, (time.perf_counter() - started) * 1000
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"timeout after {self.timeout:g}s ({type(exc).__name__})", "timeout") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"connection failed: {type(exc).__name__}", "connection") from None
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        if request.stream:
+            return await self._complete_stream(request)
+        return await self._complete_once(request)
+
+    async def _complete_once(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    async def _complete_stream(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+
+def _error_detail(body: str) -> str:
+    """The provider's own error message, short; request bodies and headers are never echoed."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, ValueError):
+        return body[:200].strip() or "no body"
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("type") or err)[:200]
+        return str(err)[:200]
+    return str(data)[:200]

@@ -1,0 +1,245 @@
+"""Pydantic models of the PromptKit bundle kinds. Unknown keys are kept (forward-compatible)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class FileRef(Model):
+    file: str
+
+
+class PromptConfigRef(Model):
+    id: str | None = None
+    file: str
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProviderRef(Model):
+    file: str
+    group: str = "default"
+
+
+class SelfPlayRole(Model):
+    id: str
+    provider: str
+
+
+class SelfPlaySettings(Model):
+    enabled: bool = True
+    personas: list[FileRef] = Field(default_factory=list)
+    roles: list[SelfPlayRole] = Field(default_factory=list)
+
+
+class JudgeRef(Model):
+    name: str
+    provider: str
+    model: str | None = None
+
+
+class OutputSettings(Model):
+    dir: str = "out"
+    formats: list[str] = Field(default_factory=lambda: ["json"])
+    junit: dict[str, Any] | None = None
+
+
+class Defaults(Model):
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    concurrency: int = 6
+    run_timeout: str = "5m"
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    verbose: bool = False
+
+
+class Globals(Model):
+    conversation_assertions: list[AssertionSpec] = Field(default_factory=list)
+
+
+class ArenaSpec(Model):
+    prompt_configs: list[PromptConfigRef] = Field(default_factory=list)
+    providers: list[ProviderRef] = Field(default_factory=list)
+    scenarios: list[FileRef] = Field(default_factory=list)
+    tools: list[FileRef] = Field(default_factory=list)
+    evals: list[FileRef] = Field(default_factory=list)
+    self_play: SelfPlaySettings | None = None
+    judges: list[JudgeRef] = Field(default_factory=list)
+    judge_defaults: dict[str, Any] = Field(default_factory=dict)
+    globals: Globals = Field(default_factory=Globals)
+    provider_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scenario_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tool_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prompt_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    defaults: Defaults
+
+
+class When(Model):
+    tool_called: str | None = None
+    tool_called_pattern: str | None = None
+    any_tool_called: bool | None = None
+    min_tool_calls: int | None = None
+
+
+class AssertionSpec(Model):
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+    when: When | None = None
+    min_score: float | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _none_params(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class Turn(Model):
+    role: str
+    content: str | None = None
+    parts: list[dict[str, Any]] | None = None
+    assertions: list[AssertionSpec] = Field(default_factory=list)
+    persona: str | None = None
+    turns: int = Field(default=1, ge=1)
+    max_turns: int | None = Field(default=None, ge=1)
+
+
+class ToolPolicy(Model):
+    tool_choice: str | None = None
+    max_tool_calls_per_turn: int = Field(default=10, ge=0)
+    max_total_tool_calls: int | None = Field(default=None, ge=0)
+    blocklist: list[str] = Field(default_factory=list)
+
+
+class ScenarioSpec(Model):
+    id: str | None = None
+    description: str
+    task_type: str | None = None
+    turns: list[Turn] = Field(default_factory=list)
+    conversation_assertions: list[AssertionSpec] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    providers: list[str] | None = None
+    provider_group: str | None = None
+    streaming: bool = False
+    trials: int = Field(default=1, ge=1)
+    tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
+    context_policy: dict[str, Any] | None = None
+    required_capabilities: list[str] = Field(default_factory=list)
+
+
+ProviderType = Literal["openai", "claude", "gemini", "ollama", "vllm", "mock", "replay"]
+
+
+class ProviderDefaults(Model):
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+class Pricing(Model):
+    input_cost_per_1k: float = 0.0
+    output_cost_per_1k: float = 0.0
+
+
+class Credential(Model):
+    """Where the API key comes from: the name of an environment variable, never the key itself."""
+
+    credential_env: str | None = None
+    api_key_env: str | None = None
+
+
+class RateLimit(Model):
+    max_concurrency: int | None = Field(default=None, ge=1)
+    rps: float | None = Field(default=None, gt=0)
+
+
+class ProviderSpec(Model):
+    id: str | None = None
+    type: ProviderType
+    model: str = ""
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    defaults: ProviderDefaults = Field(default_factory=ProviderDefaults)
+    pricing: Pricing | None = None
+    credential: Credential = Field(default_factory=Credential)
+    additional_config: dict[str, Any] = Field(default_factory=dict)
+    timeout: str = "60s"
+    max_retries: int = Field(default=3, ge=0)
+
+
+class Variable(Model):
+    name: str
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    description: str | None = None
+
+
+class Validator(Model):
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptConfigSpec(Model):
+    task_type: str
+    version: str | None = None
+    description: str | None = None
+    system_template: str
+    variables: list[Variable] = Field(default_factory=list)
+    allowed_tools: list[str] = Field(default_factory=list)
+    validators: list[Validator] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class HttpToolConfig(Model):
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_from_env: dict[str, str] = Field(default_factory=dict)
+    timeout_ms: int = Field(default=10_000, gt=0)
+
+
+class ToolSpec(Model):
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] | None = None
+    mode: Literal["mock", "live", "mcp", "exec", "client"] = "mock"
+    mock_result: Any = None
+    mock_template: str | None = None
+    http: HttpToolConfig | None = None
+
+
+class PersonaStyle(Model):
+    verbosity: str | None = None
+    challenge_level: str | None = None
+    friction_tags: list[str] = Field(default_factory=list)
+
+
+class PersonaDefaults(Model):
+    temperature: float = 0.7
+    seed: int = 42
+
+
+class PersonaSpec(Model):
+    id: str | None = None
+    description: str = ""
+    goals: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    system_template: str | None = None
+    system_prompt: str | None = None
+    required_vars: list[str] = Field(default_factory=list)
+    optional_vars: dict[str, Any] | list[str] = Field(default_factory=dict)
+    style: PersonaStyle = Field(default_factory=PersonaStyle)
+    defaults: PersonaDefaults = Field(default_factory=PersonaDefaults)
+
+
+ArenaSpec.model_rebuild()
+Globals.model_rebuild()

@@ -1,0 +1,91 @@
+"""Executes the tool calls a model asks for: mock results from the bundle, or a live HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import jsonschema
+
+from .errors import TemplateError, ToolError
+from .spec import ToolSpec
+from .templating import render
+from .types import ToolCall, ToolDefinition, ToolResult
+
+
+def definition(tool: ToolSpec) -> ToolDefinition:
+    return ToolDefinition(name=tool.name, description=tool.description, input_schema=tool.input_schema)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+class ToolRunner:
+    """Runs tools by name. One shared HTTP client; live tools honour their own timeout."""
+
+    def __init__(self, tools: dict[str, ToolSpec]) -> None:
+        self.tools = tools
+        self._client: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def execute(self, call: ToolCall, allowed: set[str]) -> ToolResult:
+        """Never raises: a failing tool becomes a ToolResult with `error`, which the model sees."""
+        started = time.perf_counter()
+        try:
+            content = await self._run(call, allowed)
+            error = None
+        except ToolError as exc:
+            content, error = json.dumps({"error": str(exc)}), str(exc)
+        return ToolResult(call.id, call.name, content, error, (time.perf_counter() - started) * 1000)
+
+    async def _run(self, call: ToolCall, allowed: set[str]) -> str:
+        tool = self.tools.get(call.name)
+        if tool is None or call.name not in allowed:
+            raise ToolError(f"unknown or not allowed tool {call.name!r}")
+        try:
+            jsonschema.validate(call.args, tool.input_schema)
+        except jsonschema.ValidationError as exc:
+            raise ToolError(f"arguments do not match input_schema: {exc.message}") from None
+        except jsonschema.SchemaError as exc:
+            raise ToolError(f"tool {call.name!r} has an invalid input_schema: {exc.message}") from None
+        if tool.mode == "live" and tool.http is not None:
+            return await self._http(tool, call.args)
+        if tool.mode != "mock":
+            raise ToolError(f"tool mode {tool.mode!r} is not supported (use mock or live http)")
+        if tool.mock_template is not None:
+            try:
+                return render(tool.mock_template, call.args)
+            except TemplateError as exc:
+                raise ToolError(f"mock_template: {exc}") from None
+        return _as_text(tool.mock_result if tool.mock_result is not None else {"ok": True})
+
+    async def _http(self, tool: ToolSpec, args: dict[str, Any]) -> str:
+        http = tool.http
+        assert http is not None
+        headers = dict(http.headers)
+        for header, env in http.headers_from_env.items():
+            if env in os.environ:
+                headers[header] = os.environ[env]
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        method = http.method.upper()
+        try:
+            response = await self._client.request(
+                method, http.url, headers=headers, timeout=http.timeout_ms / 1000,
+                params=args if method == "GET" else None, json=None if method == "GET" else args,
+            )
+        except httpx.TimeoutException:
+            raise ToolError(f"{tool.name}: timed out after {http.timeout_ms} ms") from None
+        except httpx.TransportError as exc:
+            raise ToolError(f"{tool.name}: connection failed ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise ToolError(f"{tool.name}: HTTP {response.status_code}: {response.text[:200]}")
+        return response.text

@@ -1,0 +1,1 @@
+"""Result aggregation and report formats. Works on RunResult dicts, so it serves local and distributed runs."""
