@@ -58,31 +58,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_problems(exc: BundleInvalid) -> int:
+    """Every problem on its own unwrapped line on stderr, so editors and CI can jump to file:line."""
+    errors = Console(stderr=True, soft_wrap=True)
+    for problem in exc.problems:
+        errors.print(str(problem), markup=False, highlight=False)
+    errors.print(f"{len(exc.problems)} problem(s) found", style="bold red")
+    return EXIT_BAD_INPUT
+
+
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     try:
         bundle = load_bundle(Path(args.path))
     except BundleInvalid as exc:
-        for problem in exc.problems:
-            console.print(str(problem), markup=False, highlight=False)
-        console.print(f"{len(exc.problems)} problem(s) found", style="bold red")
-        return EXIT_BAD_INPUT
+        return _report_problems(exc)
     runs = len(generate_plan(bundle))
     console.print(f"ok: {len(bundle.scenarios)} scenarios, {len(bundle.providers)} providers, {runs} runs planned",
                   style="green")
     return EXIT_OK
 
 
+def _usage_error(message: str) -> int:
+    Console(stderr=True, soft_wrap=True).print(f"arena run: {message}", style="red", markup=False)
+    return EXIT_BAD_INPUT
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     path = args.config or args.path
     if not path:
-        console.print("arena run: give a bundle directory or arena file (PATH or --config)", style="red")
-        return EXIT_BAD_INPUT
+        return _usage_error("give a bundle directory or arena file (PATH or --config)")
     if args.concurrency is not None and args.concurrency < 1:
-        console.print("arena run: -j must be at least 1", style="red")
-        return EXIT_BAD_INPUT
+        return _usage_error("-j must be at least 1")
     if args.trials is not None and args.trials < 1:
-        console.print("arena run: --trials must be at least 1", style="red")
-        return EXIT_BAD_INPUT
+        return _usage_error("--trials must be at least 1")
     filters = RunFilters(scenarios=_globs(args.scenario), exclude_scenarios=_globs(args.exclude_scenario),
                          providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials)
     options = LocalRunOptions(
@@ -95,12 +103,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         with progress:
             outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
     except BundleInvalid as exc:
-        for problem in exc.problems:
-            console.print(str(problem), markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+        return _report_problems(exc)
     except (ValueError, OSError, ProviderError) as exc:
-        console.print(f"arena run: {exc}", style="red", markup=False)
-        return EXIT_BAD_INPUT
+        return _usage_error(str(exc))
     print_summary(console, outcome)
     totals = outcome.summary.total
     if args.ci and (totals.failed or totals.errors):

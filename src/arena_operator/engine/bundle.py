@@ -102,7 +102,9 @@ class _Collector:
     def add(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> None:
         path = list(path)
         line = line_of(doc, path) if doc is not None else 0
-        self.problems.append(BundleProblem(file, line, format_path(path), message))
+        # Fields are named as users think of them: `turns[2].type`, not `spec.turns[2].type`.
+        shown = path[1:] if len(path) > 1 and path[0] == "spec" else path
+        self.problems.append(BundleProblem(file, line, format_path(shown), message))
 
 
 def find_arena_file(path: Path) -> Path:
@@ -362,15 +364,16 @@ class BundleLoader:
             if provider not in bundle.providers:
                 self.out.add(file, doc, ["spec", "providers", index],
                              f"unknown provider {provider!r}{_suggest(provider, bundle.providers)}")
-        if scenario.task_type:
-            matches = [p for p in bundle.prompt_configs.values() if p.task_type == scenario.task_type]
+        task = scenario.task_type
+        if task:
+            matches = [p for p in bundle.prompt_configs.values() if p.task_type == task]
             if not matches:
                 tasks = {p.task_type for p in bundle.prompt_configs.values()}
                 self.out.add(file, doc, ["spec", "task_type"],
-                             f"no prompt config has task_type {scenario.task_type!r}{_suggest(scenario.task_type, tasks)}")
+                             f"no prompt config has task_type {task!r}{_suggest(task, tasks)}")
             elif len(matches) > 1:
                 self.out.add(file, doc, ["spec", "task_type"],
-                             f"task_type {scenario.task_type!r} matches {len(matches)} prompt configs; it must be unique")
+                             f"task_type {task!r} matches {len(matches)} prompt configs; it must be unique")
             else:
                 self._check_template(bundle, scenario, matches[0], file, doc)
         for index, turn in enumerate(scenario.turns):

@@ -20,20 +20,15 @@ def _stringify(value: Any) -> str:
 
 def render(template: str, variables: Mapping[str, Any]) -> str:
     """Substitute placeholders, repeating (at most 10 passes) so variables may reference variables."""
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise TemplateError(f"unresolved placeholder {{{{{name}}}}}")
+        return _stringify(variables[name])
+
     text = template
     for _ in range(MAX_PASSES):
-        missing: list[str] = []
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return _stringify(variables[name])
-            missing.append(name)
-            return match.group(0)
-
         rendered = _PLACEHOLDER.sub(substitute, text)
-        if missing:
-            raise TemplateError(f"unresolved placeholder {{{{{missing[0]}}}}}")
         if rendered == text:
             return rendered
         text = rendered

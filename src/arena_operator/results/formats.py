@@ -7,8 +7,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import IO, Any
-from xml.sax.saxutils import quoteattr
 from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
 
 FORMATS = ("json", "jsonl", "junit", "csv", "html")
 CSV_COLUMNS = ("RunID", "ScenarioID", "ProviderID", "Region", "Trial", "Status", "Error", "ErrorKind",
@@ -71,7 +71,7 @@ def _testcase(run: dict[str, Any]) -> str:
         message = str(run["Error"])
         kind = str(run.get("ErrorKind") or "error")
         return f"{head}>\n      <error message={quoteattr(message)} type={quoteattr(kind)}/>\n    </testcase>\n"
-    failed = failures(run)
+    failed = run["failures"] if "failures" in run else failures(run)
     if failed:
         text = "\n".join(f"{f.get('type')}: {f.get('message')}" for f in failed)
         first = str(failed[0].get("message", "assertion failed"))
@@ -80,26 +80,40 @@ def _testcase(run: dict[str, Any]) -> str:
     return f"{head}/>\n"
 
 
+def _suite_timestamp(runs: list[dict[str, Any]]) -> str:
+    """JUnit wants a local-style timestamp without zone: the earliest start of the suite's runs (UTC)."""
+    starts = sorted(str(r.get("StartTime") or "") for r in runs if r.get("StartTime"))
+    return starts[0][:19] if starts else "1970-01-01T00:00:00"
+
+
 def write_junit(runs: Iterable[dict[str, Any]], out: IO[str], name: str = "arena") -> None:
-    """One <testsuite> per scenario, one <testcase> per run. Holds one suite's cases at a time per scenario."""
-    suites: dict[str, list[str]] = defaultdict(list)
-    counts: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    """One <testsuite> per scenario, one <testcase> per run, valid against the Ant JUnit schema.
+
+    Runs are grouped by scenario in memory first; each holds only what its test case needs."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        scenario = str(run.get("ScenarioID"))
-        suites[scenario].append(_testcase(run))
-        tally = counts[scenario]
-        tally[0] += 1
-        tally[1] += 1 if run.get("Error") else 0
-        tally[2] += 1 if not run.get("Error") and failures(run) else 0
-        tally[3] += float(run.get("Duration") or 0) / 1000
-    total = [sum(c[i] for c in counts.values()) for i in range(4)]
+        grouped[str(run.get("ScenarioID"))].append({
+            "ScenarioID": run.get("ScenarioID"), "ProviderID": run.get("ProviderID"), "Region": run.get("Region"),
+            "Trial": run.get("Trial"), "Duration": run.get("Duration"), "Error": run.get("Error"),
+            "ErrorKind": run.get("ErrorKind"), "StartTime": run.get("StartTime"), "failures": failures(run),
+        })
+    totals = [0, 0, 0, 0.0]
+    suites = []
+    for index, scenario in enumerate(sorted(grouped)):
+        cases = grouped[scenario]
+        errors = sum(1 for c in cases if c["Error"])
+        failed = sum(1 for c in cases if not c["Error"] and c["failures"])
+        seconds = sum(float(c["Duration"] or 0) for c in cases) / 1000
+        totals = [totals[0] + len(cases), totals[1] + errors, totals[2] + failed, totals[3] + seconds]
+        suites.append(
+            f"  <testsuite name={quoteattr(scenario)} package=\"arena\" id=\"{index}\" "
+            f"timestamp=\"{_suite_timestamp(cases)}\" hostname=\"localhost\" tests=\"{len(cases)}\" "
+            f"failures=\"{failed}\" errors=\"{errors}\" skipped=\"0\" time=\"{seconds:.3f}\">\n"
+            "    <properties/>\n" + "".join(_testcase(c) for c in cases) +
+            "    <system-out/>\n    <system-err/>\n  </testsuite>\n"
+        )
     out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-    out.write(f"<testsuites name={quoteattr(name)} tests=\"{int(total[0])}\" errors=\"{int(total[1])}\" "
-              f"failures=\"{int(total[2])}\" time=\"{total[3]:.3f}\">\n")
-    for scenario in sorted(suites):
-        tests, errors, failed, seconds = counts[scenario]
-        out.write(f"  <testsuite name={quoteattr(scenario)} tests=\"{int(tests)}\" errors=\"{int(errors)}\" "
-                  f"failures=\"{int(failed)}\" skipped=\"0\" time=\"{seconds:.3f}\">\n")
-        out.writelines(suites[scenario])
-        out.write("  </testsuite>\n")
+    out.write(f"<testsuites name={quoteattr(name)} tests=\"{totals[0]}\" errors=\"{totals[1]}\" "
+              f"failures=\"{totals[2]}\" time=\"{totals[3]:.3f}\">\n")
+    out.writelines(suites)
     out.write("</testsuites>\n")

@@ -1,4 +1,4 @@
-"""The self-contained HTML report of an evaluation run: totals, providers, a pass/fail matrix, every conversation."""
+"""The self-contained HTML report of a run: totals, providers, a pass/fail matrix, every conversation."""
 
 from __future__ import annotations
 
@@ -37,10 +37,11 @@ def _num(value: Any) -> str:
 
 
 def _ms(value: Any) -> str:
-    """Milliseconds for people: `843 ms`, `12.4 ms`, `3.21 s`; blank when unknown."""
-    if value is None or value == "":
-        return "–"
-    ms = float(value)
+    """Milliseconds for people: `843 ms`, `12.4 ms`, `3.21 s`; a dash when unknown."""
+    try:
+        ms = float(value)
+    except (TypeError, ValueError):
+        return "\u2013"  # en dash
     if ms >= 10_000:
         return f"{ms / 1000:,.1f} s"
     if ms >= 1_000:
@@ -58,10 +59,11 @@ def _pct(rate: Any) -> str:
 
 
 def _pretty(value: Any) -> str:
-    """JSON for tool arguments and assertion details; strings as they are."""
+    """JSON for tool arguments and assertion details (indented when long); strings as they are."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    compact = json.dumps(value, ensure_ascii=False, default=str)
+    return compact if len(compact) <= 100 else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def _cell_class(cell: dict[str, int] | None) -> str:
@@ -87,9 +89,15 @@ def _assertions(block: Any) -> list[dict[str, Any]]:
     return list((block or {}).get("results") or []) if isinstance(block, dict) else []
 
 
+def _triggered(validators: Any) -> list[dict[str, Any]]:
+    """The guardrail validators that fired on a reply."""
+    return [v for v in validators or [] if isinstance(v, dict) and v.get("triggered")]
+
+
 def _run_view(run: dict[str, Any]) -> dict[str, Any]:
     """The few derived facts the template needs about one run, computed once."""
-    status = str(run.get("Status") or ("error" if run.get("Error") else "passed" if run.get("Passed") else "failed"))
+    fallback = "error" if run.get("Error") else "passed" if run.get("Passed") else "failed"
+    status = str(run.get("Status") or fallback)
     if status not in _STATUSES:
         status = "failed"
     messages = run.get("Messages") or []
@@ -129,11 +137,11 @@ def _meta_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 @lru_cache(maxsize=1)
 def _template() -> Template:
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=False, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=_num, ms=_ms, usd=_usd, pct=_pct, pretty=_pretty)
     env.globals.update(anchor=anchor, href=_href, cell_class=_cell_class, assertions=_assertions,
-                       row_totals=_row_totals)
+                       row_totals=_row_totals, triggered=_triggered)
     return env.get_template(TEMPLATE)
 
 
@@ -151,12 +159,9 @@ def write_html(
     scenarios = sorted(set(matrix) | set(by_scenario))
     providers = sorted(set(providers_summary) | {p for row in matrix.values() for p in row})
     latency = summary.get("latencyMs") or {}
-    totals = {
-        "runs": summary.get("runs", 0), "passed": summary.get("passed", 0), "failed": summary.get("failed", 0),
-        "errors": summary.get("errors", 0), "passRate": summary.get("passRate", 0.0),
-        "inputTokens": summary.get("inputTokens", 0), "outputTokens": summary.get("outputTokens", 0),
-        "costUSD": summary.get("costUSD", 0.0), "p50": latency.get("p50"), "p95": latency.get("p95"),
-    }
+    totals: dict[str, Any] = {key: summary.get(key, 0) for key in (
+        "runs", "passed", "failed", "errors", "passRate", "inputTokens", "outputTokens", "costUSD")}
+    totals.update(p50=latency.get("p50"), p95=latency.get("p95"))
     stream = _template().generate(
         title=title, meta_rows=_meta_rows(meta), totals=totals, error_kinds=summary.get("errorKinds") or {},
         providers=providers, providers_summary=providers_summary, matrix=matrix, scenarios=scenarios,

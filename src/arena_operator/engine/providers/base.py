@@ -50,7 +50,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor, not a suggestion."""
-        backoff = random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))  # noqa: S311
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
         if retry_after is not None:
             return min(max(retry_after, backoff), max(self.max_delay, retry_after))
         return backoff
@@ -111,5 +111,5 @@ class Provider(ABC):
     async def _complete(self, request: ChatRequest) -> ChatResponse:
         """One attempt. Raise RetryableError for transient failures, ProviderError for final ones."""
 
-    async def aclose(self) -> None:
-        """Release connections; HTTP providers override."""
+    async def aclose(self) -> None:  # noqa: B027 - a no-op by default; HTTP providers close their pool
+        """Release connections."""

@@ -83,10 +83,10 @@ class _StreamState:
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 self.text.append(delta["content"])
-                self.ttft_ms = self.ttft_ms if self.ttft_ms is not None else ms
             for part in delta.get("tool_calls") or []:
                 self._feed_call(part)
-                self.ttft_ms = self.ttft_ms if self.ttft_ms is not None else ms
+            if self.ttft_ms is None and (delta.get("content") or delta.get("tool_calls")):
+                self.ttft_ms = ms
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def _feed_call(self, part: dict[str, Any]) -> None:
