@@ -11,6 +11,7 @@ import httpx
 import jsonschema
 
 from .errors import TemplateError, ToolError
+from .schemas import first_error
 from .spec import ToolSpec
 from .templating import render
 from .types import ToolCall, ToolDefinition, ToolResult
@@ -51,11 +52,11 @@ class ToolRunner:
         if tool is None or call.name not in allowed:
             raise ToolError(f"unknown or not allowed tool {call.name!r}")
         try:
-            jsonschema.validate(call.args, tool.input_schema)
-        except jsonschema.ValidationError as exc:
-            raise ToolError(f"arguments do not match input_schema: {exc.message}") from None
+            invalid = first_error(tool.input_schema, call.args)
         except jsonschema.SchemaError as exc:
             raise ToolError(f"tool {call.name!r} has an invalid input_schema: {exc.message}") from None
+        if invalid is not None:
+            raise ToolError(f"arguments do not match input_schema: {invalid.message}")
         if tool.mode == "live" and tool.http is not None:
             return await self._http(tool, call.args)
         if tool.mode != "mock":

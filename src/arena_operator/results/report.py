@@ -137,7 +137,7 @@ def _meta_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 @lru_cache(maxsize=1)
 def _template() -> Template:
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=False, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=_num, ms=_ms, usd=_usd, pct=_pct, pretty=_pretty)
     env.globals.update(anchor=anchor, href=_href, cell_class=_cell_class, assertions=_assertions,

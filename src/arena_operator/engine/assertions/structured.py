@@ -9,6 +9,7 @@ from typing import Any
 import jmespath
 import jsonschema
 
+from ..schemas import first_error
 from ..spec import AssertionSpec
 from .base import AssertionContext, AssertionResult
 
@@ -55,12 +56,12 @@ def json_schema(a: AssertionSpec, ctx: AssertionContext) -> AssertionResult:
     if failure:
         return failure
     try:
-        jsonschema.validate(value, a.params["schema"])
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        return AssertionResult(a.type, False, f"JSON does not match schema at {where}: {exc.message}")
+        invalid = first_error(a.params["schema"], value)
     except jsonschema.SchemaError as exc:
         return AssertionResult(a.type, False, f"invalid schema in assertion: {exc.message}")
+    if invalid is not None:
+        where = "/".join(str(p) for p in invalid.absolute_path) or "(root)"
+        return AssertionResult(a.type, False, f"JSON does not match schema at {where}: {invalid.message}")
     return AssertionResult(a.type, True, "JSON matches schema")
 
 

@@ -53,7 +53,8 @@ def _tool(tool: ToolDefinition) -> dict[str, Any]:
 def _usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
-    return Usage(input_tokens=int(data.get("prompt_tokens") or 0), output_tokens=int(data.get("completion_tokens") or 0))
+    return Usage(input_tokens=int(data.get("prompt_tokens") or 0),
+                 output_tokens=int(data.get("completion_tokens") or 0))
 
 
 def _first_choice(data: Any) -> dict[str, Any]:

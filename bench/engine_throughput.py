@@ -1,0 +1,57 @@
+"""Mock scenario runs per second through the real engine, beside a reference measured in the same run.
+
+Reference: the same number of asyncio tasks doing only a `json.dumps` of a run-sized dict — the floor cost of
+producing one result line — so the ratio shows how much the engine adds. Run:
+
+    .venv/bin/python bench/engine_throughput.py [--runs 20000] [-j 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from arena_operator.engine.plan import RunFilters
+from arena_operator.local import LocalRunOptions, run_local
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
+
+
+async def reference(count: int, sample: dict) -> float:
+    async def one() -> None:
+        json.dumps(sample)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20_000)
+    parser.add_argument("-j", type=int, default=64)
+    args = parser.parse_args()
+    scenarios = 6
+    trials = max(1, args.runs // scenarios)
+    with tempfile.TemporaryDirectory() as out:
+        options = LocalRunOptions(bundle=QUICKSTART, out_dir=Path(out), filters=RunFilters(trials=trials),
+                                  concurrency=args.j, formats=["json"])
+        started = time.perf_counter()
+        outcome = asyncio.run(run_local(options))
+        total = time.perf_counter() - started
+        sample = json.loads((Path(out) / "results.jsonl").open().readline())
+    runs = outcome.executed
+    print(f"cpus available: {len(os.sched_getaffinity(0))}")
+    print(f"engine: {runs} mock scenario runs (quickstart, -j {args.j}) in {total:.2f}s "
+          f"= {runs / total:,.0f} runs/s end to end (plan, run, results.jsonl, results.json, report.html)")
+    ref = asyncio.run(reference(runs, sample))
+    print(f"reference: json.dumps of one result per task = {ref:,.0f} results/s")
+
+
+if __name__ == "__main__":
+    main()
