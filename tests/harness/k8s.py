@@ -16,6 +16,7 @@ watches ignore ``timeoutSeconds``, and there are no controllers (no pods for Job
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import contextvars
@@ -220,7 +221,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 return await self._handle(request)
             except StreamingError as e:
                 raw_response = e.args[0]
-                raise e.__cause__ or e from None
+                raise (e.__cause__ or e) from None
         except Exception as e:
             if not self._errors:
                 raise
@@ -423,8 +424,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._check_precondition(old, dig(data, 'metadata.resourceVersion'))
         new = copy.deepcopy(dict(data))
         if 'status' in info.subresources:
-            source = new if subresource == 'status' else old
-            new = {**(old if subresource == 'status' else new), 'status': source.get('status')}
+            if subresource == 'status':
+                new = {**copy.deepcopy(old), 'status': new.get('status')}
+            else:
+                new['status'] = copy.deepcopy(old.get('status'))
             if new['status'] is None:
                 del new['status']
         return self._update(resource, old, new)
@@ -445,8 +448,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._default(resource, new)
         if new == old:
             return old  # a no-op write does not bump the resourceVersion (as in Kubernetes)
-        spec_of = lambda body: {k: v for k, v in body.items() if k not in ('metadata', 'status')}  # noqa: E731
-        if spec_of(new) != spec_of(old):
+        if _spec(new) != _spec(old):
             meta['generation'] = int(old_meta.get('generation', 0)) + 1
         meta['resourceVersion'] = self._next_rv()
         obj = self._objects[resource, meta.get('namespace'), meta['name']]
@@ -520,7 +522,6 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     def _default(self, resource: kmock.resource, body: Body) -> None:
         """Per-kind server-side behaviour: secret stringData, namespace phase, CRD registration."""
         if resource == SECRETS and body.get('stringData'):
-            import base64
             encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in body.pop('stringData').items()}
             body['data'] = {**(body.get('data') or {}), **encoded}
         elif resource == NAMESPACES:
@@ -583,6 +584,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         outbox, self._outbox = self._outbox, []
         for resource, event in outbox:
             await self._buses[resource].put(event)
+
+
+def _spec(body: Body) -> Body:
+    """What ``generation`` tracks: everything except metadata and status."""
+    return {key: value for key, value in body.items() if key not in ('metadata', 'status')}
 
 
 def _sort_key(item: tuple[tuple[kmock.resource, str | None, str], kmock.Object]) -> tuple[str, str]:
@@ -817,11 +823,7 @@ def serve_k8s_api(namespaces: Sequence[str] = ('default',)) -> Iterator[K8sApi]:
     thread.started_event.wait(10)
     if not thread.url:
         raise RuntimeError(f'the Kubernetes emulator did not start: {thread.error!r}') from thread.error
-    crashes: list[Exception] = []
-
-    def collect_crashes(request: kmock.Request) -> None:  # noqa: ARG001
-        crashes.extend(e for e in emulator.errors if not isinstance(e, kmock.KubernetesError))
-
+    errors = emulator.errors  # the live list of this server's request failures (while it runs)
     with tempfile.TemporaryDirectory(prefix='k8s-emulator-') as workdir:
         api = K8sApi(thread.url, emulator, Path(workdir))
         try:
@@ -830,8 +832,8 @@ def serve_k8s_api(namespaces: Sequence[str] = ('default',)) -> Iterator[K8sApi]:
             yield api
         finally:
             api.close()
-            crashes.extend(e for e in emulator.errors if not isinstance(e, kmock.KubernetesError))
             thread.stop()
+    crashes = [error for error in errors if not isinstance(error, kmock.KubernetesError)]
     if crashes:
         raise AssertionError(f'the Kubernetes emulator failed on {len(crashes)} request(s)') from crashes[0]
 
@@ -922,11 +924,10 @@ def _load_operator_modules(modules: Sequence[str | os.PathLike[str]]) -> kopf.Op
 
 @attrs.define
 class OperatorRun:
-    """A kopf operator running in its own thread and event loop; stopped by :func:`run_operator`."""
+    """Handles of a kopf operator running in its own thread and event loop (see :func:`run_operator`)."""
 
-    thread: threading.Thread
-    stop_flag: threading.Event
-    ready_flag: threading.Event
+    stop_flag: threading.Event = attrs.field(factory=threading.Event)
+    ready_flag: threading.Event = attrs.field(factory=threading.Event)
     error: BaseException | None = None
 
 
@@ -952,7 +953,6 @@ def run_operator(
     if registry not in _logged_in_registries:
         kopf.on.login(registry=registry, id='arena-harness-login')(_login_to_emulator)
         _logged_in_registries.add(registry)
-    url = api.url if isinstance(api, K8sApi) else api
 
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
@@ -961,10 +961,10 @@ def run_operator(
     if configure is not None:
         configure(settings)
 
+    # Each run logs in to its own URL: the login handler reads it from the context of the run's loop.
     context = contextvars.copy_context()
-    context.run(_emulator_url.set, url)
-    run = OperatorRun(thread=threading.Thread(name='kopf-operator', daemon=True, target=lambda: None),
-                      stop_flag=threading.Event(), ready_flag=threading.Event())
+    context.run(_emulator_url.set, api.url if isinstance(api, K8sApi) else api)
+    run = OperatorRun()
 
     def operate() -> None:
         try:
@@ -978,19 +978,19 @@ def run_operator(
         finally:
             run.ready_flag.set()  # unblock the caller if the operator died before becoming ready
 
-    run.thread = threading.Thread(name='kopf-operator', daemon=True, target=operate)
-    run.thread.start()
+    thread = threading.Thread(name='kopf-operator', daemon=True, target=operate)
+    thread.start()
     try:
-        if not run.ready_flag.wait(timeout) or run.error is not None or not run.thread.is_alive():
+        if not run.ready_flag.wait(timeout) or not thread.is_alive():
             raise RuntimeError(f'the operator did not start: {run.error!r}') from run.error
         if isinstance(api, K8sApi):
             _wait_for_watches(api.emulator, namespaces, timeout)
         yield run
     finally:
         run.stop_flag.set()
-        run.thread.join(timeout)
-        if run.thread.is_alive():
-            raise RuntimeError('the operator did not stop in time')  # noqa: B012
+        thread.join(timeout)
+    if thread.is_alive():
+        raise RuntimeError('the operator did not stop in time')
     if run.error is not None:
         raise run.error
 
@@ -1001,7 +1001,10 @@ def _wait_for_watches(emulator: ClusterEmulator, namespaces: Sequence[str], time
     seen: dict[tuple[str, str | None], int] = {}
     settled_since = time.monotonic()
     while time.monotonic() < deadline:
-        current = dict(emulator.open_watches)
+        try:
+            current = dict(emulator.open_watches)
+        except RuntimeError:  # changed size while copied from the server thread; look again
+            continue
         if current != seen:
             seen, settled_since = current, time.monotonic()
         watched = {namespace for _, namespace in seen}

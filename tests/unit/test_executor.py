@@ -112,10 +112,12 @@ async def test_tool_round_trip_and_limits(tmp_path: Path) -> None:
         """)
     run = await run_one(root)
     roles = [m["role"] for m in run["Messages"]]
-    assert roles == ["user", "assistant", "tool", "assistant", "tool"]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "tool"]
     assert run["Messages"][2]["content"] == "result of 6*7 is 42"
     # the second call's args violate the schema (expr must be a string): the model sees a tool error
     assert "input_schema" in run["Messages"][4]["tool_result"]["error"]
+    # the third call is over the limit: not run, but answered, so the transcript stays well-formed
+    assert run["Messages"][5]["tool_result"]["error"] == "tool call limit reached"
     assert run["ToolStats"] == {"TotalCalls": 2, "ByTool": {"calc": 2}, "Errors": 1}
     assert run["Violations"] and "tool call limit" in run["Violations"][0]
 

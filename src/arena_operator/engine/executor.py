@@ -21,7 +21,7 @@ from .result import RunResult
 from .spec import AssertionSpec, PromptConfigSpec, ScenarioSpec, Turn
 from .templating import render
 from .tools import ToolRunner, definition
-from .types import ChatRequest, Message, ToolDefinition
+from .types import ChatRequest, Message, ToolDefinition, ToolResult
 
 COMPLETE_MARKER = "[CONVERSATION_COMPLETE]"
 
@@ -156,19 +156,26 @@ class ConversationExecutor:
             new.append(reply)
             if not response.tool_calls:
                 return new
+            limited = False
             for call in response.tool_calls:
-                if calls_this_turn >= policy.max_tool_calls_per_turn or (
+                if limited or calls_this_turn >= policy.max_tool_calls_per_turn or (
                     policy.max_total_tool_calls is not None and run.total_tool_calls >= policy.max_total_tool_calls
                 ):
-                    run.result.violations.append(
-                        f"tool call limit reached ({calls_this_turn} this turn, {run.total_tool_calls} total)")
-                    return new
-                tool_result = await self.tools.execute(call, run.prepared.allowed)
-                run.result.tool_stats.record(call.name, tool_result.error is not None)
+                    # Every call gets an answer, or the next request is malformed for OpenAI and Anthropic.
+                    limited = True
+                    tool_result = ToolResult(call.id, call.name, '{"error": "tool call limit reached"}',
+                                             "tool call limit reached")
+                else:
+                    tool_result = await self.tools.execute(call, run.prepared.allowed)
+                    run.result.tool_stats.record(call.name, tool_result.error is not None)
+                    calls_this_turn += 1
+                    run.total_tool_calls += 1
                 run.messages.append(Message("tool", tool_result.content, tool_result=tool_result))
                 new.append(run.messages[-1])
-                calls_this_turn += 1
-                run.total_tool_calls += 1
+            if limited:
+                run.result.violations.append(
+                    f"tool call limit reached ({calls_this_turn} this turn, {run.total_tool_calls} total)")
+                return new
 
     async def _self_play(self, run: _Run, turn: Turn) -> None:
         """A persona's provider plays the user for `turns` turns (up to `max_turns`, ending on the marker)."""

@@ -7,13 +7,15 @@ import email.utils
 import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ProviderError
 from ..spec import Pricing, ProviderSpec
 from ..types import ChatRequest, ChatResponse, CostInfo, Usage
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# A Retry-After beyond this is an outage, not back-pressure: fail the run instead of sleeping for an hour.
+MAX_RETRY_AFTER = 120.0
 
 
 class RetryableError(Exception):
@@ -80,14 +82,14 @@ class Provider(ABC):
         )
 
     def apply_defaults(self, request: ChatRequest) -> ChatRequest:
+        """A copy of the request with the provider's defaults where the request leaves a value unset."""
         defaults = self.spec.defaults
-        if request.temperature is None:
-            request.temperature = defaults.temperature
-        if request.max_tokens is None:
-            request.max_tokens = defaults.max_tokens
-        if request.top_p is None:
-            request.top_p = defaults.top_p
-        return request
+        return replace(
+            request,
+            temperature=defaults.temperature if request.temperature is None else request.temperature,
+            max_tokens=defaults.max_tokens if request.max_tokens is None else request.max_tokens,
+            top_p=defaults.top_p if request.top_p is None else request.top_p,
+        )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Call the provider with retries; raises ProviderError once retries are exhausted."""
@@ -100,6 +102,10 @@ class Provider(ABC):
                 async with self._slots:
                     return await self._complete(request)
             except RetryableError as exc:
+                if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER:
+                    raise ProviderError(f"{self.id}: {exc}; server asks to retry after {exc.retry_after:.0f}s, "
+                                        f"more than the {MAX_RETRY_AFTER:.0f}s this run will wait", exc.kind,
+                                        exc.status) from None
                 if attempt >= self.retry.max_retries:
                     raise ProviderError(
                         f"{self.id}: {exc} (gave up after {attempt + 1} attempts)", exc.kind, exc.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -72,9 +73,9 @@ class HTTPProvider(Provider):
         status = response.status_code
         if status < 400:
             return
-        detail = _error_detail(body)
+        detail = self._redact(_error_detail(body))
         if status in RETRYABLE_STATUS:
-            kind = "rate_limited" if status == 429 else "server_error"
+            kind = {429: "rate_limited", 529: "overloaded"}.get(status, "server_error")
             raise RetryableError(f"HTTP {status}: {detail}", kind, status,
                                  parse_retry_after(response.headers.get("retry-after")))
         kind = "auth_error" if status in (401, 403) else "bad_request"
@@ -125,10 +126,20 @@ class HTTPProvider(Provider):
         except httpx.TransportError as exc:
             raise RetryableError(f"connection failed: {type(exc).__name__}", "connection") from None
 
+    def _redact(self, text: str) -> str:
+        """Servers and proxies sometimes echo the key in their error message; it must not reach a report."""
+        key = self.api_key()
+        return text.replace(key, "***") if key else text
+
     async def _complete(self, request: ChatRequest) -> ChatResponse:
-        if request.stream:
-            return await self._complete_stream(request)
-        return await self._complete_once(request)
+        """One attempt, bounded as a whole: httpx's timeout is per read, and a stream of pings never ends."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                if request.stream:
+                    return await self._complete_stream(request)
+                return await self._complete_once(request)
+        except TimeoutError:
+            raise RetryableError(f"no complete response within {self.timeout:g}s", "timeout") from None
 
     async def _complete_once(self, request: ChatRequest) -> ChatResponse:
         raise NotImplementedError
