@@ -275,6 +275,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     # -- reading ---------------------------------------------------------------------------------
 
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        # kmock copies shortNames/categories onto subresources (``namespaces/status``), and kubectl
+        # then refuses ``kubectl get ns`` as ambiguous; the apiserver lists them on the resource only.
+        discovery = await super()._serve_version(request)
+        for entry in discovery['resources']:
+            if '/' in entry['name']:
+                entry['shortNames'], entry['categories'] = [], []
+        return discovery
+
     async def _serve_fetch(self, request: kmock.Request) -> Body:
         assert request.resource is not None
         info = self._info(request.resource)
