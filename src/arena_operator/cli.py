@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(commands)
     validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
     validate.add_argument("path", help="bundle directory or arena config file")
+    operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf) against the current cluster")
+    operator.add_argument("-n", "--namespace", action="append", default=[],
+                          help="namespace(s) to watch (repeatable); default: all namespaces")
+    operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     return parser
 
 
@@ -113,12 +117,19 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
+    from .operator.main import run  # kopf is only imported for the operator
+
+    run(args.namespace, args.liveness)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate}
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator}
     return handlers[args.command](args, console)
 
 

@@ -1,0 +1,73 @@
+"""ArenaSource: a timer per source decides (cheaply) whether it is due, and runs one reconcile pass if so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api.conditions import set_condition
+from ..api.kinds import ArenaSourceSpec
+from ..sources.reconcile import Outcome, SourceContext, is_due, reconcile_source
+from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
+
+
+@kopf.index("configmaps", id="configmap_versions")
+def configmap_versions(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str]:
+    """ConfigMap resourceVersions, so a configmap source notices an edit within one tick, not one interval."""
+    return {(namespace, name): str(meta.get("resourceVersion", ""))}
+
+
+def _apply(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], outcome: Outcome, generation: int) -> None:
+    patch.status.update(outcome.status)
+    conditions = list(status.get("conditions") or [])
+    for kind, ok, reason, message in outcome.conditions:
+        conditions = set_condition(conditions, kind, ok, reason, message, generation)
+    if outcome.conditions:
+        patch.status["conditions"] = conditions
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def _invalid_spec(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], error: ValidationError,
+                  generation: int) -> None:
+    if status.get("observedGeneration") == generation:
+        return
+    problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+    outcome = Outcome(status={"phase": "Error", "observedGeneration": generation},
+                      conditions=[("Ready", False, "InvalidSpec", problems)])
+    _apply(body, patch, status, outcome, generation)
+    kopf.warn(body, reason="InvalidSpec", message=problems)
+
+
+@kopf.timer(GROUP, VERSION, "arenasources", interval=SOURCE_TICK_SECONDS, id="arenasource_reconcile")
+async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+                                namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo,
+                                configmap_versions: kopf.Index, **_: Any) -> None:
+    generation = int(meta.get("generation") or 1)
+    current = dict(status)
+    try:
+        source = ArenaSourceSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        _invalid_spec(body, patch, current, error, generation)
+        return
+    ctx = SourceContext(
+        namespace=namespace, name=name, generation=generation, spec=source, status=current,
+        annotations=dict(meta.annotations), store=memo.store, base_url=memo.artifact_base_url,
+        read_secret=memo.kube.secret_data, read_config_map=memo.kube.config_map,
+        max_bytes=memo.config.max_artifact_bytes,
+    )
+    version = None
+    if source.type == "configmap" and source.config_map is not None:
+        versions = configmap_versions.get((namespace, source.config_map.name))
+        version = next(iter(versions), None) if versions else None
+    if is_due(ctx, version) is None:
+        return
+    _apply(body, patch, current, await reconcile_source(ctx), generation)
+
+
+@kopf.on.delete(GROUP, VERSION, "arenasources", id="arenasource_delete")
+def arenasource_delete(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """The finalizer's job: the source's artifacts leave the store with it."""
+    memo.store.remove_source(namespace, name)

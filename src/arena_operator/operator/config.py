@@ -1,0 +1,50 @@
+"""Operator settings from the environment (the Helm chart sets them), with defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..sources.artifact import DEFAULT_MAX_BYTES
+from ..sources.store import DEFAULT_KEEP
+
+GROUP = "omnia.altairalabs.ai"
+VERSION = "v1alpha1"
+FINALIZER = f"{GROUP}/finalizer"
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    artifact_dir: Path
+    artifact_host: str
+    artifact_port: int
+    artifact_base_url: str | None  # e.g. http://arena-operator.arena-system.svc:8080
+    artifacts_to_keep: int
+    max_artifact_bytes: int
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        return cls(
+            artifact_dir=Path(os.environ.get("ARENA_ARTIFACT_DIR", "/tmp/arena-artifacts")),  # noqa: S108
+            artifact_host=os.environ.get("ARENA_ARTIFACT_HOST", "0.0.0.0"),  # noqa: S104 - served in-cluster
+            artifact_port=int(os.environ.get("ARENA_ARTIFACT_PORT", "8080")),
+            artifact_base_url=os.environ.get("ARENA_ARTIFACT_BASE_URL"),
+            artifacts_to_keep=int(os.environ.get("ARENA_ARTIFACTS_TO_KEEP", DEFAULT_KEEP)),
+            max_artifact_bytes=int(os.environ.get("ARENA_MAX_ARTIFACT_BYTES", DEFAULT_MAX_BYTES)),
+        )
+
+    def base_url(self, port: int) -> str:
+        if self.artifact_base_url:
+            return self.artifact_base_url
+        host = "127.0.0.1" if self.artifact_host in ("127.0.0.1", "localhost") else socket.getfqdn()
+        return f"http://{host}:{port}"
+
+
+# How often each source's timer wakes to check whether it is due (a cheap, in-memory decision).
+SOURCE_TICK_SECONDS = _float("ARENA_SOURCE_TICK_SECONDS", 5.0)

@@ -1,0 +1,27 @@
+"""`arena operator`: a real `kopf run` of the handler modules against the current cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import kopf
+
+HANDLER_MODULES = ("startup", "arenasource")
+
+
+def register_handlers() -> None:
+    """Importing the modules registers their handlers in kopf's default registry."""
+    for module in HANDLER_MODULES:
+        importlib.import_module(f"arena_operator.operator.{module}")
+
+
+def run(namespaces: list[str], liveness: str | None = None) -> None:
+    register_handlers()
+    kopf.configure(verbose=False)
+    asyncio.run(kopf.operator(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces or None,
+        liveness_endpoint=liveness,
+    ))

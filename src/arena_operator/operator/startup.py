@@ -1,0 +1,47 @@
+"""Operator start-up and shutdown: kopf settings, the API client, the artifact store and its HTTP server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..kube import Kube
+from ..sources.server import ArtifactServer
+from ..sources.store import ArtifactStore
+from .config import FINALIZER, OperatorConfig
+
+
+@kopf.on.startup(id="operator_startup")
+async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
+                           **_: Any) -> None:
+    # One replica (Deployment strategy Recreate): no peering, no leader election to wait for.
+    settings.peering.standalone = True
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="omnia.altairalabs.ai")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="omnia.altairalabs.ai", key="last-handled-configuration")
+    # Watches are re-established every few minutes: a silently dead connection costs at most that long.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.INFO
+    settings.networking.request_timeout = 60
+
+    config = OperatorConfig.from_env()
+    memo.config = config
+    if getattr(memo, "kube", None) is None:
+        memo.kube = Kube()
+    memo.store = ArtifactStore(config.artifact_dir, keep=config.artifacts_to_keep)
+    memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port)
+    port = await memo.artifact_server.start()
+    memo.artifact_base_url = config.base_url(port)
+    logger.info("serving artifacts from %s at %s", config.artifact_dir, memo.artifact_base_url)
+
+
+@kopf.on.cleanup(id="operator_cleanup")
+async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    server = getattr(memo, "artifact_server", None)
+    if server is not None:
+        await server.stop()

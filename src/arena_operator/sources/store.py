@@ -1,0 +1,75 @@
+"""Where artifacts live: `<root>/<namespace>/<source>/<digest-hex>.tar.gz`, the last N kept per source."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+DEFAULT_KEEP = 3
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    path: Path
+    relative_url: str  # "<namespace>/<source>/<hex>.tar.gz", appended to the server's base URL
+
+
+class ArtifactStore:
+    """A directory (the operator's PVC) of artifacts; names are validated so no request can leave it."""
+
+    def __init__(self, root: Path, keep: int = DEFAULT_KEEP) -> None:
+        self.root = root.resolve()
+        self.keep = max(1, keep)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _source_dir(self, namespace: str, name: str) -> Path:
+        if not (_NAME.match(namespace) and _NAME.match(name)):
+            raise ValueError(f"invalid namespace/name {namespace!r}/{name!r}")
+        return self.root / namespace / name
+
+    def location(self, namespace: str, name: str, digest: str) -> StoredArtifact:
+        match = _DIGEST.match(digest)
+        if not match:
+            raise ValueError(f"invalid digest {digest!r}")
+        file = f"{match.group(1)}.tar.gz"
+        return StoredArtifact(self._source_dir(namespace, name) / file, f"{namespace}/{name}/{file}")
+
+    def has(self, namespace: str, name: str, digest: str) -> bool:
+        return self.location(namespace, name, digest).path.is_file()
+
+    def put(self, namespace: str, name: str, digest: str, built: Path) -> StoredArtifact:
+        """Move a finished tar.gz into place atomically (readers never see half a file), then collect garbage."""
+        target = self.location(namespace, name, digest)
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        if target.path.exists():
+            built.unlink(missing_ok=True)
+        else:
+            os.replace(built, target.path)
+        os.utime(target.path)
+        self.collect(namespace, name)
+        return target
+
+    def collect(self, namespace: str, name: str) -> list[Path]:
+        """Keep the `keep` most recently stored artifacts of a source; returns what was removed."""
+        directory = self._source_dir(namespace, name)
+        if not directory.is_dir():
+            return []
+        artifacts = sorted(directory.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+        removed = artifacts[self.keep:]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
+
+    def remove_source(self, namespace: str, name: str) -> None:
+        shutil.rmtree(self._source_dir(namespace, name), ignore_errors=True)
+
+    def scratch(self) -> Path:
+        """A temp dir on the same filesystem, so `put` is a rename, not a copy."""
+        path = self.root / ".tmp"
+        path.mkdir(exist_ok=True)
+        return path
