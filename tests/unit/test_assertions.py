@@ -117,7 +117,8 @@ async def test_conversation_scope_sees_every_reply() -> None:
 
 
 @pytest.mark.parametrize(("verdict", "min_score", "passed"), [
-    ('{"passed": true, "score": 0.6, "reasoning": "ok"}', None, True),
+    ('{"passed": true, "score": 0.6, "reasoning": "ok"}', None, False),  # the score decides, as upstream
+    ('{"passed": true, "reasoning": "ok"}', None, True),
     ('{"passed": true, "score": 0.6}', 0.8, False),
     ('{"score": 0.6}', 0.5, True),
     ('{"score": 0.6}', None, False),

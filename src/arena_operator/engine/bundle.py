@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from . import spec as s
+from .assertions.guardrails import VALIDATORS
 from .assertions.registry import KNOWN_TYPES, required_params
 from .envexpand import expand_tree
 from .errors import BundleInvalid, BundleProblem, TemplateError
 from .templating import render
-from .yamlsrc import LineDict, YamlSyntaxError, format_path, line_of, load_yaml_file
+from .yamlsrc import YamlSyntaxError, format_path, line_of, load_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Loaded:
     spec: Any
     file: str
     doc: Any
+    prefix: tuple[str | int, ...] = ("spec",)  # where the spec sits in `doc`: inline specs live deeper
 
 
 @dataclass
@@ -260,11 +262,25 @@ class BundleLoader:
             raise BundleInvalid(self.out.problems)
         return bundle
 
-    def _each(self, refs: list[Any], kind: str, model: type[M], on_loaded: Callable[[Loaded, Any], None]) -> None:
-        for ref in refs:
+    def _each(self, where: tuple[str, ...], kind: str, model: type[M],
+              on_loaded: Callable[[Loaded, Any], None]) -> None:
+        """Load every file the arena lists under `where` (e.g. spec.scenarios); a missing file is reported at
+        the line that references it."""
+        refs = self._arena_value(where)
+        for index, ref in enumerate(refs):
+            if not (self.root / ref.file).is_file():
+                self.out.add(self._arena_rel, self._arena_doc, ["spec", *where, index, "file"],
+                             f"{ref.file}: {kind} file not found")
+                continue
             loaded = _load_kind(self.root, ref.file, kind, model, self.out)
             if loaded is not None:
                 on_loaded(loaded, ref)
+
+    def _arena_value(self, where: tuple[str, ...]) -> list[Any]:
+        value: Any = self._arena
+        for key in where:
+            value = getattr(value, key) if value is not None else None
+        return list(value or [])
 
     def _load_referenced(self, bundle: Bundle, doc: Any, file: str) -> None:
         arena = bundle.arena
@@ -274,6 +290,7 @@ class BundleLoader:
             loaded.id = ref.id or loaded.id
             _register(bundle.prompt_configs, loaded, self.out, where["prompt"], "prompt config")
             bundle.prompt_vars[loaded.id] = ref.vars
+            self._prompt_docs[loaded.id] = loaded
 
         def on_provider(loaded: Loaded, ref: s.ProviderRef) -> None:
             _register(bundle.providers, loaded, self.out, where["provider"], "provider")
@@ -286,19 +303,20 @@ class BundleLoader:
             self._scenario_docs[loaded.id] = loaded
 
         def on_tool(loaded: Loaded, _ref: Any) -> None:
-            loaded.id = loaded.spec.name
+            loaded.spec.name = loaded.id
             _register(bundle.tools, loaded, self.out, where["tool"], "tool")
 
         def on_persona(loaded: Loaded, _ref: Any) -> None:
             _register(bundle.personas, loaded, self.out, where["persona"], "persona")
 
         self._scenario_docs: dict[str, Loaded] = {}
-        self._each(arena.prompt_configs, "PromptConfig", s.PromptConfigSpec, on_prompt)
-        self._each(arena.providers, "Provider", s.ProviderSpec, on_provider)
-        self._each(arena.scenarios, "Scenario", s.ScenarioSpec, on_scenario)
-        self._each(arena.tools, "Tool", s.ToolSpec, on_tool)
-        if arena.self_play:
-            self._each(arena.self_play.personas, "Persona", s.PersonaSpec, on_persona)
+        self._prompt_docs: dict[str, Loaded] = {}
+        self._arena, self._arena_doc, self._arena_rel = arena, doc, file
+        self._each(("prompt_configs",), "PromptConfig", s.PromptConfigSpec, on_prompt)
+        self._each(("providers",), "Provider", s.ProviderSpec, on_provider)
+        self._each(("scenarios",), "Scenario", s.ScenarioSpec, on_scenario)
+        self._each(("tools",), "Tool", s.ToolSpec, on_tool)
+        self._each(("self_play", "personas"), "Persona", s.PersonaSpec, on_persona)
         for ref in arena.evals:
             read = _read_manifest(self.root / ref.file, "Eval", self.out)
             if read is not None:
@@ -319,12 +337,14 @@ class BundleLoader:
                 if obj is None:
                     continue
                 loaded = Loaded(str(item_id), obj, file, doc)
+                if kind == "tool":
+                    obj.name = obj.name or loaded.id
                 _register(target, loaded, self.out, where[kind], kind)
                 if kind == "provider":
                     bundle.provider_groups.setdefault(loaded.id, "default")
                 if kind == "scenario":
                     bundle.scenario_files.setdefault(loaded.id, file)
-                    self._scenario_docs[loaded.id] = Loaded(loaded.id, obj, file, _InlineDoc(doc, key, item_id))
+                    self._scenario_docs[loaded.id] = Loaded(loaded.id, obj, file, doc, ("spec", key, item_id))
 
     def _check_mock_config(self, loaded: Loaded) -> None:
         mock_file = loaded.spec.additional_config.get("mock_config")
@@ -348,36 +368,43 @@ class BundleLoader:
                                  f"unknown provider {role.provider!r}{_suggest(role.provider, providers)}")
         _check_assertions(arena.globals.conversation_assertions, file, doc,
                           ["spec", "globals", "conversation_assertions"], self.out)
-        for prompt_id, prompt in bundle.prompt_configs.items():
-            for tool in prompt.allowed_tools:
-                if tool not in bundle.tools:
-                    self.out.problems.append(BundleProblem(
-                        f"prompt config {prompt_id}", 0, "spec.allowed_tools",
-                        f"unknown tool {tool!r}{_suggest(tool, bundle.tools)}"))
+        for loaded in self._prompt_docs.values():
+            self._check_prompt(bundle, loaded)
         for scenario_id, loaded in self._scenario_docs.items():
             self._check_scenario(bundle, scenario_id, loaded, roles)
 
+    def _check_prompt(self, bundle: Bundle, loaded: Loaded) -> None:
+        prompt: s.PromptConfigSpec = loaded.spec
+        for index, tool in enumerate(prompt.allowed_tools):
+            if tool not in bundle.tools:
+                self.out.add(loaded.file, loaded.doc, ["spec", "allowed_tools", index],
+                             f"unknown tool {tool!r}{_suggest(tool, bundle.tools)}")
+        for index, validator in enumerate(prompt.validators):
+            if validator.type not in VALIDATORS:
+                self.out.add(loaded.file, loaded.doc, ["spec", "validators", index, "type"],
+                             f"unknown validator {validator.type!r}{_suggest(validator.type, VALIDATORS)}")
+
     def _check_scenario(self, bundle: Bundle, scenario_id: str, loaded: Loaded, roles: dict[str, str]) -> None:
         scenario: s.ScenarioSpec = loaded.spec
-        file, doc = loaded.file, loaded.doc
+        file, doc, spec = loaded.file, loaded.doc, loaded.prefix
         for index, provider in enumerate(scenario.providers or []):
             if provider not in bundle.providers:
-                self.out.add(file, doc, ["spec", "providers", index],
+                self.out.add(file, doc, [*spec, "providers", index],
                              f"unknown provider {provider!r}{_suggest(provider, bundle.providers)}")
         task = scenario.task_type
         if task:
             matches = [p for p in bundle.prompt_configs.values() if p.task_type == task]
             if not matches:
                 tasks = {p.task_type for p in bundle.prompt_configs.values()}
-                self.out.add(file, doc, ["spec", "task_type"],
+                self.out.add(file, doc, [*spec, "task_type"],
                              f"no prompt config has task_type {task!r}{_suggest(task, tasks)}")
             elif len(matches) > 1:
-                self.out.add(file, doc, ["spec", "task_type"],
+                self.out.add(file, doc, [*spec, "task_type"],
                              f"task_type {task!r} matches {len(matches)} prompt configs; it must be unique")
             else:
-                self._check_template(bundle, scenario, matches[0], file, doc)
+                self._check_template(bundle, scenario, matches[0], file, doc, spec)
         for index, turn in enumerate(scenario.turns):
-            where: list[str | int] = ["spec", "turns", index]
+            where: list[str | int] = [*spec, "turns", index]
             if turn.role in roles:
                 if turn.persona and turn.persona not in bundle.personas:
                     self.out.add(file, doc, [*where, "persona"],
@@ -389,27 +416,14 @@ class BundleLoader:
                 self.out.add(file, doc, [*where, "content"], "a user turn needs content or parts")
             _check_assertions(turn.assertions, file, doc, [*where, "assertions"], self.out)
         _check_assertions(scenario.conversation_assertions, file, doc,
-                          ["spec", "conversation_assertions"], self.out)
+                          [*spec, "conversation_assertions"], self.out)
 
-    def _check_template(
-        self, bundle: Bundle, scenario: s.ScenarioSpec, prompt: s.PromptConfigSpec, file: str, doc: Any
-    ) -> None:
+    def _check_template(self, bundle: Bundle, scenario: s.ScenarioSpec, prompt: s.PromptConfigSpec, file: str,
+                        doc: Any, spec: tuple[str | int, ...]) -> None:
         try:
             render(prompt.system_template, bundle.variables_for(scenario))
         except TemplateError as exc:
-            self.out.add(file, doc, ["spec", "variables"], f"system_template of task {prompt.task_type!r}: {exc}")
-
-
-class _InlineDoc(LineDict):
-    """Points an inline scenario's field paths at its place inside the arena file."""
-
-    def __init__(self, arena_doc: Any, key: str, item_id: str) -> None:
-        super().__init__()
-        spec = arena_doc.get("spec", {}) if isinstance(arena_doc, dict) else {}
-        inner = spec.get(key, {}).get(item_id) if isinstance(spec, dict) else None
-        self["spec"] = inner
-        self.line = line_of(arena_doc, ["spec", key, item_id])
-        self.key_lines = {"spec": self.line}
+            self.out.add(file, doc, [*spec, "variables"], f"system_template of task {prompt.task_type!r}: {exc}")
 
 
 def load_bundle(path: Path | str) -> Bundle:

@@ -149,7 +149,11 @@ class ConversationExecutor:
             reply = Message("assistant", response.content, list(response.tool_calls), latency_ms=response.latency_ms,
                             ttft_ms=response.ttft_ms, cost_info=run.provider.cost(response.usage))
             if run.prepared.prompt and run.prepared.prompt.validators:
-                reply.meta["validators"] = run_validators(run.prepared.prompt.validators, reply.content)
+                results, delivered = run_validators(run.prepared.prompt.validators, reply.content)
+                reply.meta["validators"] = results
+                if delivered != reply.content:
+                    reply.meta["original_content"] = reply.content
+                    reply.content = delivered
             if run.result.ttft_ms is None and response.ttft_ms is not None:
                 run.result.ttft_ms = response.ttft_ms
             run.messages.append(reply)
@@ -178,7 +182,8 @@ class ConversationExecutor:
                 return new
 
     async def _self_play(self, run: _Run, turn: Turn) -> None:
-        """A persona's provider plays the user for `turns` turns (up to `max_turns`, ending on the marker)."""
+        """A persona's provider plays the user for `turns` exchanges; with `max_turns`, it may go on up to that
+        many and end early by saying the completion marker."""
         persona = self.bundle.personas.get(turn.persona or "")
         provider_id = self.bundle.role_provider(turn.role)
         assert provider_id is not None, "loader guarantees self-play roles have providers"
@@ -187,7 +192,7 @@ class ConversationExecutor:
         run.result.persona_id = turn.persona or ""
         system = persona_system_prompt(persona, self.bundle.variables_for(run.scenario)) if persona else ""
         limit = max(turn.turns, turn.max_turns or 0)
-        for _ in range(limit):
+        for exchange in range(1, limit + 1):
             request = ChatRequest(
                 system=system, messages=swap_roles(run.messages),
                 temperature=persona.defaults.temperature if persona else None,
@@ -203,7 +208,8 @@ class ConversationExecutor:
                                             meta={"self_play": True, "persona": turn.persona}))
                 new = await self._assistant_turn(run)
                 await self._check_turn(run, turn, new)
-            if done:
+            # As upstream: the marker ends the conversation only once `turns` exchanges are done.
+            if done and exchange >= turn.turns:
                 return
 
     async def _check_turn(self, run: _Run, turn: Turn, new: list[Message]) -> None:

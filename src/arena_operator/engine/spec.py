@@ -207,7 +207,7 @@ class HttpToolConfig(Model):
 
 
 class ToolSpec(Model):
-    name: str
+    name: str = ""  # upstream names a tool by metadata.name (or its inline key); the loader fills this in
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     output_schema: dict[str, Any] | None = None

@@ -42,17 +42,28 @@ VALIDATORS = {
 }
 
 
-def run_validators(validators: list[Validator], text: str) -> list[dict[str, Any]]:
-    """Evaluate each validator on a reply; unknown validator types are reported, not fatal."""
-    out = []
+DEFAULT_BLOCKED_MESSAGE = "I'm sorry, but I can't help with that."
+
+
+def _enforce(validator: Validator, text: str) -> str:
+    """What the user gets once a validator fired: a length limit truncates, anything else blocks the reply."""
+    params = validator.params
+    if validator.type in ("max_length", "length"):
+        return text[: int(params.get("max_characters", params.get("max", len(text))))]
+    return str(params.get("message") or params.get("blocked_message") or DEFAULT_BLOCKED_MESSAGE)
+
+
+def run_validators(validators: list[Validator], text: str) -> tuple[list[dict[str, Any]], str]:
+    """Evaluate every validator on a reply (the loader rejects unknown types) and enforce those that fire,
+    as upstream's guardrail hooks do. Returns (results, the reply as delivered)."""
+    results = []
+    delivered = text
     for validator in validators:
-        check = VALIDATORS.get(validator.type)
-        if check is None:
-            out.append({"type": validator.type, "triggered": False, "message": "unknown validator type; ignored"})
-            continue
-        reason = check(validator.params, text)
-        out.append({"type": validator.type, "triggered": reason is not None, "message": reason or "ok"})
-    return out
+        reason = VALIDATORS[validator.type](validator.params, delivered)
+        results.append({"type": validator.type, "triggered": reason is not None, "message": reason or "ok"})
+        if reason is not None:
+            delivered = _enforce(validator, delivered)
+    return results, delivered
 
 
 def guardrail_triggered(a: AssertionSpec, ctx: AssertionContext) -> AssertionResult:

@@ -68,12 +68,12 @@ async def llm_judge(a: AssertionSpec, ctx: AssertionContext) -> AssertionResult:
         verdict = await ctx.judge(str(a.params.get("judge") or ""), task, a.params.get("prompt"))
     except ValueError as exc:
         return AssertionResult(a.type, False, str(exc))
+    # As upstream: the score decides, against min_score (default 1.0); the judge's own `passed` is a detail.
     threshold = a.min_score if a.min_score is not None else a.params.get("min_score")
-    if threshold is None and verdict.passed is not None:
-        passed, rule = verdict.passed, "judge's verdict"
-    else:
-        threshold = 1.0 if threshold is None else float(threshold)
-        passed, rule = verdict.score >= threshold, f"needs {threshold:g}"
+    threshold = 1.0 if threshold is None else float(threshold)
+    passed = verdict.score >= threshold
     word = "passed" if passed else "failed"
-    return AssertionResult(a.type, passed, f"judge {word} (score {verdict.score:g}, {rule}): {verdict.reasoning}",
-                           {"criteria": criteria, "reasoning": verdict.reasoning}, score=verdict.score)
+    return AssertionResult(a.type, passed,
+                           f"judge {word} (score {verdict.score:g}, needs {threshold:g}): {verdict.reasoning}",
+                           {"criteria": criteria, "reasoning": verdict.reasoning, "judge_passed": verdict.passed},
+                           score=verdict.score)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import ProviderSpec
-from ..types import ChatRequest, ChatResponse, ToolCall, Usage
+from ..types import ChatRequest, ChatResponse, CostInfo, ToolCall, Usage
 from ..yamlsrc import load_yaml_file
 from .base import Provider
 
@@ -67,20 +67,17 @@ def _estimate_tokens(text: str) -> int:
 
 
 class MockProvider(Provider):
-    """Answers from the mock config; tokens ≈ characters/4, $0.01 per 1K tokens unless priced."""
+    """Answers from the mock config; tokens ≈ characters/4, $0.01 per 1K tokens."""
 
     def __init__(self, provider_id: str, spec: ProviderSpec, config: MockConfig) -> None:
         super().__init__(provider_id, spec)
         self.config = config
         self._latency = float(spec.additional_config.get("latency_ms", 0) or 0) or config.latency_ms
 
-    def cost(self, usage: Usage):  # type: ignore[override]
-        if self.spec.pricing is not None:
-            return super().cost(usage)
-        cost = super().cost(usage)
-        cost.input_cost_usd = usage.input_tokens / 1000 * MOCK_PRICE_PER_1K
-        cost.output_cost_usd = usage.output_tokens / 1000 * MOCK_PRICE_PER_1K
-        return cost
+    def cost(self, usage: Usage) -> CostInfo:
+        """Mocks always cost the mock rate, even when they stand in for a priced provider (upstream)."""
+        return CostInfo(usage.input_tokens, usage.output_tokens, usage.input_tokens / 1000 * MOCK_PRICE_PER_1K,
+                        usage.output_tokens / 1000 * MOCK_PRICE_PER_1K)
 
     async def _complete(self, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
@@ -105,5 +102,5 @@ class MockProvider(Provider):
                 ToolCall(id=f"call_{turn}_{i}", name=str(c.get("name")), args=dict(c.get("arguments") or {}))
                 for i, c in enumerate(found.get("tool_calls") or [])
             ]
-            return str(found.get("content") or found.get("response") or ""), calls
+            return str(found.get("content") or found.get("text") or found.get("response") or ""), calls
         return str(found), []
