@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
     operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    crds = commands.add_parser("crds", help="render the CRDs from the API models into a directory, or --check it")
+    crds.add_argument("--out", type=Path, default=Path("crds"), help="directory of the CRD files (default: crds)")
+    crds.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ from the models")
     return parser
 
 
@@ -124,12 +127,32 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_crds(args: argparse.Namespace, console: Console) -> int:
+    """Generate crds/ from the pydantic models (the single schema source), or check that it is up to date."""
+    from .api.crds import check_crds, write_crds
+
+    if args.check:
+        problems = check_crds(args.out)
+        errors = Console(stderr=True, soft_wrap=True)
+        for problem in problems:
+            errors.print(problem, markup=False, highlight=False)
+        if problems:
+            errors.print(f"CRDs differ from the API models: run `arena crds --out {args.out}`", style="red",
+                         markup=False)
+            return EXIT_FAILURES
+        console.print(f"ok: {args.out} matches the API models", style="green", markup=False)
+        return EXIT_OK
+    for path in write_crds(args.out):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator}
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator, "crds": _cmd_crds}
     return handlers[args.command](args, console)
 
 

@@ -31,8 +31,8 @@ class OperatorConfig:
     @classmethod
     def from_env(cls) -> OperatorConfig:
         return cls(
-            artifact_dir=Path(os.environ.get("ARENA_ARTIFACT_DIR", "/tmp/arena-artifacts")),  # noqa: S108
-            artifact_host=os.environ.get("ARENA_ARTIFACT_HOST", "0.0.0.0"),  # noqa: S104 - served in-cluster
+            artifact_dir=Path(os.environ.get("ARENA_ARTIFACT_DIR", "/tmp/arena-artifacts")),
+            artifact_host=os.environ.get("ARENA_ARTIFACT_HOST", "0.0.0.0"),
             artifact_port=int(os.environ.get("ARENA_ARTIFACT_PORT", "8080")),
             artifact_base_url=os.environ.get("ARENA_ARTIFACT_BASE_URL"),
             artifacts_to_keep=int(os.environ.get("ARENA_ARTIFACTS_TO_KEEP", DEFAULT_KEEP)),

@@ -85,7 +85,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def next_fetch(now: datetime, interval: float) -> datetime:
     """Interval ± 10 % jitter, so a hundred sources created together don't poll together."""
-    return now + timedelta(seconds=interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
+    return now + timedelta(seconds=interval * random.uniform(1 - JITTER, 1 + JITTER))
 
 
 def backoff(failures: int, interval: float) -> float:

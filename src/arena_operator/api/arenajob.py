@@ -1,0 +1,243 @@
+"""ArenaJob: one run (or, with ``schedule``, a template of recurring runs) of an ArenaConfig.
+
+Every field of the documented ArenaJob reference is here with its documented default, so manifests written
+for the documented system apply unchanged. Two fields are ours: ``suspend`` (how a running job is
+cancelled without deleting it) and ``maxAttempts`` (how often a failing work unit is retried).
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from .arenaconfig import ScenarioFilter
+from .common import (
+    ApiModel,
+    ArenaObject,
+    Condition,
+    Duration,
+    LabelSelector,
+    LocalObjectReference,
+    SecretReference,
+    Time,
+    check_type_block,
+    conditions_field,
+    free_form,
+    observed_generation_field,
+    type_block_rules,
+)
+
+JobType = Literal["evaluation", "loadtest", "datagen"]
+JobPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+OutputFormat = Literal["junit", "json", "csv"]
+OUTPUT_BLOCKS: dict[str, str] = {"s3": "s3", "pvc": "pvc"}
+
+
+class EvaluationSettings(ApiModel):
+    """Settings for type evaluation."""
+
+    output_formats: list[OutputFormat] | None = Field(
+        None, description="Result formats to write besides the summary: junit, json, csv. Defaults to all.")
+
+
+class LoadTestSettings(ApiModel):
+    """Settings for type loadtest (an open-model, constant-arrival-rate test)."""
+
+    ramp_up: Duration = Field("30s", description="Time to ramp the arrival rate up from zero to targetRPS.")
+    duration: Duration = Field("5m", description="Total test duration, ramp-up included.")
+    target_rps: int | None = Field(None, alias="targetRPS", ge=1,
+                                   description="Target requests per second across all workers.")
+
+
+class DataGenSettings(ApiModel):
+    """Settings for type datagen."""
+
+    count: int = Field(100, ge=1, description="Number of items to generate (exactly this many are written).")
+    format: Literal["json", "jsonl", "csv"] = Field("jsonl", description="Output format: json, jsonl or csv.")
+
+
+class WorkerSettings(ApiModel):
+    """The worker pool; replicas for a fixed size, minReplicas/maxReplicas for autoscaling."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+        "message": "minReplicas must not be greater than maxReplicas",
+    }]})
+
+    replicas: int = Field(1, ge=1, description="Number of worker pods.")
+    min_replicas: int | None = Field(None, ge=1, description="Minimum worker pods when autoscaling.")
+    max_replicas: int | None = Field(None, ge=1, description="Maximum worker pods when autoscaling.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> WorkerSettings:
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not be greater than maxReplicas "
+                             f"({self.max_replicas})")
+        return self
+
+
+class ProviderOverride(ApiModel):
+    """Providers for one group, chosen at run time from Provider objects by label."""
+
+    selector: LabelSelector = Field(description="Label selector for Provider objects in the job's namespace.")
+
+
+class ToolRegistryOverride(ApiModel):
+    """Tools from ToolRegistry objects that replace same-name tools of the bundle."""
+
+    selector: LabelSelector = Field(description="Label selector for ToolRegistry objects in the job's namespace.")
+
+
+class S3Output(ApiModel):
+    """An S3 (or S3-compatible) bucket for results."""
+
+    bucket: str = Field(min_length=1, description="Bucket name.")
+    prefix: str | None = Field(None, description="Key prefix; results go to <prefix><namespace>/<job>/.")
+    region: str | None = Field(None, description="Region, e.g. us-west-2.")
+    endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store (MinIO, Ceph, ...).")
+    secret_ref: SecretReference | None = Field(
+        None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally "
+                          "AWS_SESSION_TOKEN); defaults to the worker's ambient credentials.")
+
+
+class PVCOutput(ApiModel):
+    """A PersistentVolumeClaim for results, mounted by the workers."""
+
+    claim_name: str = Field(min_length=1, description="Name of the PersistentVolumeClaim, in the job's namespace.")
+    sub_path: str | None = Field(None, description="Directory inside the volume.")
+
+
+class OutputSpec(ApiModel):
+    """Where results go; the block matching type must be set."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": type_block_rules(OUTPUT_BLOCKS)})
+
+    type: Literal["s3", "pvc"] = Field(description="Destination: s3 or pvc. The block of the same name must be "
+                                                   "set.")
+    s3: S3Output | None = Field(None, description="S3 settings, for type s3.")
+    pvc: PVCOutput | None = Field(None, description="PVC settings, for type pvc.")
+
+    @model_validator(mode="after")
+    def _block_for_type(self) -> OutputSpec:
+        check_type_block(self, OUTPUT_BLOCKS)
+        return self
+
+
+class ScheduleSpec(ApiModel):
+    """Recurring runs: the job becomes a template and each trigger creates a child ArenaJob."""
+
+    cron: str = Field(min_length=1, description="Cron expression (5 fields, minute hour day month weekday), "
+                                                "e.g. \"0 2 * * *\" for 2am daily.")
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. "
+                                             "America/New_York.")
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
+        "Forbid", description="When a run is due while the previous one is still running: Allow (run both), "
+                              "Forbid (skip the new one) or Replace (cancel the old one).")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r}: use 5 fields (minute hour day month weekday)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Paris") from exc
+        return value
+
+
+class ArenaJobSpec(ApiModel):
+    """Desired state of an ArenaJob."""
+
+    config_ref: LocalObjectReference = Field(description="The ArenaConfig to run.")
+    type: JobType = Field("evaluation", description="Job type: evaluation (run scenarios and assertions), "
+                                                    "loadtest (drive providers at a target rate) or datagen "
+                                                    "(generate synthetic data).")
+    scenarios: ScenarioFilter | None = Field(None, description="Overrides the ArenaConfig's scenario selection.")
+    evaluation: EvaluationSettings | None = Field(None, description="Settings for type evaluation.")
+    load_test: LoadTestSettings | None = Field(None, description="Settings for type loadtest.")
+    data_gen: DataGenSettings | None = Field(None, description="Settings for type datagen.")
+    workers: WorkerSettings | None = Field(None, description="Worker pool; defaults to the ArenaConfig's workers, "
+                                                             "else one replica.")
+    provider_overrides: dict[str, ProviderOverride] | None = Field(
+        None, description="Providers per group (group name → selector) chosen from Provider objects at run "
+                          "time; '*' matches every group not listed.")
+    tool_registry_override: ToolRegistryOverride | None = Field(
+        None, description="ToolRegistry objects whose tools replace same-name tools of the bundle.")
+    output: OutputSpec | None = Field(None, description="Where detailed results are written (S3 or a PVC). The "
+                                                        "summary is always recorded in status.result.")
+    schedule: ScheduleSpec | None = Field(None, description="Run on a cron schedule; each trigger creates a child "
+                                                            "ArenaJob from this one.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the job this many seconds after it finished (results in the output "
+                                "are kept).")
+    suspend: bool = Field(False, description="Set to true to cancel a running job (it ends Cancelled), or to "
+                                             "pause a schedule.")
+    max_attempts: int = Field(3, ge=1, description="Attempts per work unit before it is recorded as failed.")
+
+
+class JobProgress(ApiModel):
+    """Work-unit counters, read from the queue's exactly-once counters."""
+
+    total: int = Field(0, ge=0, description="Work units planned.")
+    completed: int = Field(0, ge=0, description="Work units finished (passed or with failed assertions).")
+    failed: int = Field(0, ge=0, description="Work units that errored on every attempt.")
+    pending: int = Field(0, ge=0, description="Work units not finished yet.")
+
+
+class JobResult(ApiModel):
+    """Where the results are and what they say."""
+
+    url: str | None = Field(None, description="Location of the detailed results: s3://bucket/prefix/... or "
+                                              "pvc://claim/path/...")
+    summary: dict[str, Any] | None = free_form("Aggregated metrics (totals, pass rate, latency, cost, per "
+                                               "provider); free-form, its keys depend on the job type.")
+
+
+class ResolvedTool(ApiModel):
+    """A bundle tool replaced by a ToolRegistry handler."""
+
+    name: str = Field(description="Tool name, as the bundle and the model call it.")
+    registry: str = Field(description="The ToolRegistry it came from.")
+    handler: str | None = Field(None, description="The handler within that registry.")
+    endpoint: str | None = Field(None, description="The endpoint calls are sent to.")
+
+
+class ArenaJobStatus(ApiModel):
+    """Observed state of an ArenaJob."""
+
+    phase: JobPhase | None = Field(None, description="Pending, Running, Succeeded, Failed or Cancelled.")
+    message: str | None = Field(None, description="Human-readable explanation of the phase.")
+    progress: JobProgress | None = Field(None, description="Work-unit counters, updated while the job runs.")
+    progress_text: str | None = Field(
+        None, description="completed/total (e.g. 37/120), written by the operator with progress so that "
+                          "kubectl get can show it (printer columns cannot compute).")
+    result: JobResult | None = Field(None, description="Results, once the job finished.")
+    conditions: list[Condition] = conditions_field("Ready, ConfigValid, JobCreated, Progressing")
+    start_time: Time | None = Field(None, description="When the job started running.")
+    completion_time: Time | None = Field(None, description="When the job finished (any final phase).")
+    last_schedule_time: Time | None = Field(None, description="When the schedule last created a run.")
+    next_schedule_time: Time | None = Field(None, description="When the schedule will next create a run.")
+    active_workers: int | None = Field(None, ge=0, description="Worker pods currently running.")
+    observed_generation: int | None = observed_generation_field()
+    resolved_providers: dict[str, list[str]] | None = Field(
+        None, description="Provider names per group as resolved when the job started (overrides applied), for "
+                          "reproducibility.")
+    resolved_tools: list[ResolvedTool] | None = Field(
+        None, description="Bundle tools replaced by ToolRegistry handlers when the job started.")
+
+
+class ArenaJob(ArenaObject):
+    """An ArenaJob object as stored by the API server."""
+
+    kind: Literal["ArenaJob"] = Field("ArenaJob", description="Kind.")
+    spec: ArenaJobSpec = Field(description="Desired state.")
+    status: ArenaJobStatus | None = Field(None, description="Observed state.")
