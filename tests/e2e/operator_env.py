@@ -25,11 +25,12 @@ def kube_for(api: K8sApi) -> Kube:
 
 
 @contextmanager
-def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any) -> Iterator[Kube]:
-    """Start the operator with its artifact store in `artifacts` and its server on a free loopback port."""
+def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any, port: int = 0) -> Iterator[Kube]:
+    """Start the operator with its artifact store in `artifacts` and its server on a loopback port
+    (a free one by default; a fixed one to restart "the same" operator)."""
     monkeypatch.setenv("ARENA_ARTIFACT_DIR", str(artifacts))
     monkeypatch.setenv("ARENA_ARTIFACT_HOST", "127.0.0.1")
-    monkeypatch.setenv("ARENA_ARTIFACT_PORT", "0")
+    monkeypatch.setenv("ARENA_ARTIFACT_PORT", str(port))
     monkeypatch.delenv("ARENA_ARTIFACT_BASE_URL", raising=False)
     api.create_namespace(NAMESPACE)
     kube = kube_for(api)

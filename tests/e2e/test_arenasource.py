@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from arena_operator.sources.oci_push import push_bundle
 from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, source, wait_event
-from tests.fakes.services import GitDaemon
+from tests.fakes.services import GitDaemon, OCIRegistry, free_port
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 
@@ -167,3 +170,34 @@ def test_bad_sources_fail_precisely_and_keep_the_last_good_artifact(
         everything = json.dumps([k8s_api.list(ARENA_API_VERSION, "arenasources", NAMESPACE),
                                  k8s_api.list("v1", "events", NAMESPACE)])
         assert SECRET_VALUE not in everything
+
+
+def test_restart_does_not_refetch_an_unchanged_source(k8s_api: K8sApi, git_daemon: GitDaemon, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    git_daemon.create_repo("prompts")
+    git_daemon.work("prompts").commit(quickstart_files())
+    artifacts = tmp_path / "artifacts"
+    port = free_port()
+    with arena_operator(k8s_api, artifacts, monkeypatch, port):
+        k8s_api.create(git_source("my-prompts", git_daemon.url("prompts")))
+        before = k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts", ready, timeout=15)
+    commands = list(git_daemon.upload_pack_commands())
+    with arena_operator(k8s_api, artifacts, monkeypatch, port):
+        time.sleep(1.0)  # five timer ticks of the restarted operator: each must decide "not due"
+        after = source(k8s_api, "my-prompts")
+        served = httpx.get(after["status"]["artifact"]["url"], timeout=5)
+    assert git_daemon.upload_pack_commands() == commands  # not even an ls-remote
+    assert after["status"]["artifact"] == before["status"]["artifact"]
+    assert f"sha256:{hashlib.sha256(served.content).hexdigest()}" == after["status"]["artifact"]["digest"]
+
+
+def test_oci_source_from_a_real_registry(k8s_api: K8sApi, oci_registry: OCIRegistry, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    url = oci_registry.url("prompts/quickstart", "v1")
+    digest = asyncio.run(push_bundle(REPO / "examples" / "quickstart", url, insecure=True))
+    with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch):
+        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                        "metadata": {"name": "oci-src", "namespace": NAMESPACE},
+                        "spec": {"type": "oci", "oci": {"url": url, "insecure": True}}})
+        obj = k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, "oci-src", ready, timeout=15)
+    assert obj["status"]["artifact"]["revision"] == f"v1@{digest}"

@@ -107,7 +107,7 @@ async def test_timeout_and_backoff_on_failure(tmp_path: Path, fetcher: FakeFetch
     out = await rc.reconcile_source(make_ctx(tmp_path, {"consecutiveFailures": 2}))
     assert out.status["phase"] == "Error" and out.status["consecutiveFailures"] == 3
     assert out.status["nextFetchTime"] == "2026-11-23T12:00:40Z"
-    ready = [c for c in out.conditions if c[0] == "Ready"][0]
+    ready = next(c for c in out.conditions if c[0] == "Ready")
     assert ready[1:3] == (False, "FetchTimeout") and "0.3s" in ready[3]
     assert out.events[0].type == "Warning" and "retrying in 40s" in out.events[0].message
 
@@ -122,7 +122,7 @@ async def test_suspend_stops_polling(tmp_path: Path, fetcher: FakeFetcher) -> No
 async def test_missing_secret_is_named(tmp_path: Path) -> None:
     spec = {"type": "git", "git": {"url": "https://example.com/r", "secretRef": {"name": "creds"}}}
     out = await rc.reconcile_source(make_ctx(tmp_path, spec=spec))
-    ready = [c for c in out.conditions if c[0] == "Ready"][0]
+    ready = next(c for c in out.conditions if c[0] == "Ready")
     assert ready[2] == "SecretNotFound" and "ns/creds" in ready[3]
 
 
@@ -130,9 +130,19 @@ async def test_artifact_size_limit(tmp_path: Path, fetcher: FakeFetcher) -> None
     ctx = make_ctx(tmp_path)
     ctx.max_bytes = 100
     out = await rc.reconcile_source(ctx)
-    assert [c for c in out.conditions if c[0] == "Ready"][0][2] in ("ArtifactTooLarge",)
+    assert next(c for c in out.conditions if c[0] == "Ready")[2] in ("ArtifactTooLarge",)
 
 
 def test_source_error_reasons_are_constants() -> None:
     error = SourceError("RevisionNotFound", "branch nope not found")
     assert error.reason == "RevisionNotFound" and "nope" in str(error)
+
+
+async def test_moved_artifact_server_updates_urls_without_fetching(tmp_path: Path, fetcher: FakeFetcher) -> None:
+    first = await rc.reconcile_source(make_ctx(tmp_path))
+    moved = make_ctx(tmp_path, {**first.status})
+    moved.base_url = "http://new-svc:9090"
+    assert rc.is_due(moved) == "artifact server moved"
+    out = await rc.reconcile_source(moved)
+    assert out.status["artifact"]["url"].startswith("http://new-svc:9090/artifacts/ns/src/")
+    assert fetcher.fetches == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import tempfile
 import time
@@ -39,6 +40,7 @@ _AUTH = ("authentication failed", "could not read username", "could not read pas
          "the requested url returned error: 401", "the requested url returned error: 403", "access denied to")
 _NOT_FOUND = ("couldn't find remote ref", "not our ref", "no such remote ref", "unadvertised object")
 _TIMEOUT = ("timed out", "operation too slow")
+_BOILERPLATE = re.compile(r"(?i)^(please make sure you have the correct access rights|and the repository exists)")
 
 
 class GitCommandFailed(RuntimeError):
@@ -229,7 +231,9 @@ def _kill_group(pid: int) -> None:
 
 
 def _last_lines(text: str, limit: int = 4) -> str:
-    """The informative part of git's stderr: from the first `fatal:`/`error:` line on, at most `limit` lines."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("hint:")]
-    first = next((i for i, line in enumerate(lines) if line.startswith(("fatal:", "error:"))), 0)
+    """The informative part of git's stderr: from the first `ssh:`/`remote:`/`error:`/`fatal:` line on, without
+    git's boilerplate, at most `limit` lines."""
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith("hint:") and not _BOILERPLATE.search(line)]
+    first = next((i for i, line in enumerate(lines) if line.startswith(("ssh:", "remote:", "error:", "fatal:"))), 0)
     return " ".join(lines[first:first + limit]) or "no error output"

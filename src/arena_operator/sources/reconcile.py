@@ -93,6 +93,10 @@ def backoff(failures: int, interval: float) -> float:
     return min(interval, 10.0 * (2 ** max(0, failures - 1)))
 
 
+def _artifact_prefix(ctx: SourceContext) -> str:
+    return f"{ctx.base_url.rstrip('/')}/artifacts/"
+
+
 def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | None:
     """Why this source should be reconciled now, or None. Cheap: no network."""
     status = ctx.status
@@ -103,9 +107,11 @@ def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | No
     requested = ctx.annotations.get(REQUESTED_AT)
     if requested and requested != status.get("lastHandledReconcileAt"):
         return "reconcile requested"
-    revision = (status.get("artifact") or {}).get("revision")
-    if configmap_version is not None and configmap_version != revision:
+    artifact = status.get("artifact") or {}
+    if configmap_version is not None and configmap_version != artifact.get("revision"):
         return "configmap changed"
+    if artifact.get("url") and not artifact["url"].startswith(_artifact_prefix(ctx)):
+        return "artifact server moved"
     due = _parse_time(status.get("nextFetchTime"))
     if due is None or ctx.now >= due:
         return "interval elapsed"
@@ -198,7 +204,7 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
         stored = await asyncio.to_thread(ctx.store.put, ctx.namespace, ctx.name, info.digest,
                                          scratch / "artifact.tar.gz")
         return {"revision": revision, "digest": info.digest, "size": info.size,
-                "url": f"{ctx.base_url.rstrip('/')}/artifacts/{stored.relative_url}", "lastUpdateTime": _iso(ctx.now)}
+                "url": _artifact_prefix(ctx) + stored.relative_url, "lastUpdateTime": _iso(ctx.now)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -226,7 +232,11 @@ async def reconcile_source(ctx: SourceContext) -> Outcome:
                               retryable=True) from None
         unchanged = (remote == current.get("revision") and current.get("digest")
                      and ctx.store.has(ctx.namespace, ctx.name, current["digest"]))
-        if not unchanged:
+        if unchanged:
+            stored = ctx.store.location(ctx.namespace, ctx.name, current["digest"])
+            if current.get("url") != _artifact_prefix(ctx) + stored.relative_url:
+                out.status["artifact"] = {**current, "url": _artifact_prefix(ctx) + stored.relative_url}
+        else:
             artifact = await _fetch_and_store(ctx, fetcher, timeout)
             out.status["artifact"] = artifact
             out.status["lastFetchTime"] = _iso(ctx.now)

@@ -89,9 +89,13 @@ class OCIAuth:
                                                      "and password (identity tokens are not supported)")
         return cls(str(username), str(password))
 
+    @property
+    def basic(self) -> str:
+        """The value of an `Authorization: Basic …` header."""
+        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
     def secrets(self) -> tuple[str, ...]:
-        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return (self.password, basic)
+        return (self.password, self.basic.removeprefix("Basic "))
 
 
 def _normal_host(value: str) -> str:
@@ -249,7 +253,7 @@ class RegistryClient:
             if not self.auth:
                 raise SourceError(AUTHENTICATION_FAILED, f"registry {self.host} requires credentials for {what} and "
                                                          "no secretRef is set")
-            self._authorization = "Basic " + self.secrets[1]
+            self._authorization = self.auth.basic
             return
         if scheme.lower() != "bearer" or not params.get("realm", "").startswith(("http://", "https://")):
             raise SourceError(AUTHENTICATION_FAILED, f"registry {self.host} refused {what} with an unsupported "
