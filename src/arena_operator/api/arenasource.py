@@ -76,8 +76,8 @@ class OCISource(ApiModel):
                                                       "the revision becomes <tag>@sha256:<manifest digest>.")
     secret_ref: SecretReference | None = Field(
         None, description="Secret of type kubernetes.io/dockerconfigjson with registry credentials.")
-    insecure: bool = Field(False, description="Allow plain HTTP and unverified TLS to the registry (tests, "
-                                              "in-cluster registries).")
+    insecure: bool = Field(False, description="Talk plain HTTP to the registry instead of HTTPS "
+                                              "(in-cluster registries without TLS).")
 
 
 class ConfigMapSource(ApiModel):
