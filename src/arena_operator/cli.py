@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
     operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    push = commands.add_parser("push", help="validate a bundle and push it to an OCI registry as an artifact")
+    push.add_argument("path", type=Path, help="bundle directory")
+    push.add_argument("url", help="oci://host[:port]/repository:tag")
+    push.add_argument("--insecure", action="store_true", help="plain HTTP (registries without TLS)")
+    push.add_argument("--username", help="registry user; the password is read from $ARENA_REGISTRY_PASSWORD")
     crds = commands.add_parser("crds", help="render the CRDs from the API models into a directory, or --check it")
     crds.add_argument("--out", type=Path, default=Path("crds"), help="directory of the CRD files (default: crds)")
     crds.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ from the models")
@@ -86,7 +92,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _usage_error(message: str) -> int:
-    Console(stderr=True, soft_wrap=True).print(f"arena run: {message}", style="red", markup=False)
+    Console(stderr=True, soft_wrap=True).print(f"arena: {message}", style="red", markup=False)
     return EXIT_BAD_INPUT
 
 
@@ -127,6 +133,23 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_push(args: argparse.Namespace, console: Console) -> int:
+    from .sources.errors import SourceError
+    from .sources.oci import OCIAuth, push_bundle
+
+    try:
+        load_bundle(args.path)
+    except BundleInvalid as exc:
+        return _report_problems(exc)
+    auth = OCIAuth(args.username, os.environ.get("ARENA_REGISTRY_PASSWORD", "")) if args.username else None
+    try:
+        digest = asyncio.run(push_bundle(args.path, args.url, auth=auth, insecure=args.insecure))
+    except SourceError as exc:
+        return _usage_error(f"push failed ({exc.reason}): {exc.message}")
+    console.print(f"pushed {args.path} to {args.url} ({digest})", markup=False)
+    return EXIT_OK
+
+
 def _cmd_crds(args: argparse.Namespace, console: Console) -> int:
     """Generate crds/ from the pydantic models (the single schema source), or check that it is up to date."""
     from .api.crds import check_crds, write_crds
@@ -152,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator, "crds": _cmd_crds}
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator, "crds": _cmd_crds,
+                "push": _cmd_push}
     return handlers[args.command](args, console)
 
 
