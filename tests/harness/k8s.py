@@ -10,7 +10,9 @@ fixture :func:`k8s_api`), talks to it (:class:`K8sApi`), and runs operators agai
 
 Deliberate simplifications: no admission/validation (kubectl needs ``--validate=false``), strategic
 merge patches are treated as JSON merge patches, foreground deletion behaves as background,
-watches ignore ``timeoutSeconds``, and there are no controllers (no pods for Jobs).
+watches ignore ``timeoutSeconds``, and there are no controllers (no pods for Jobs). ``kubectl get`` tables
+come from CRD printer columns (a JSONPath subset); built-in kinds print only NAME and AGE, and watches
+(``kubectl get -w``) stream plain objects, not Table rows.
 """
 
 from __future__ import annotations
@@ -150,6 +152,219 @@ def _match_fields(obj: Mapping[str, Any], selector: str) -> bool:
     return True
 
 
+# -- server-side printing (the Tables behind a plain `kubectl get`) ----------------------------------
+
+# One step of the JSONPath subset that CRD printer columns use: ``.field``, ``[n]``, ``[*]``, ``['key']``,
+# and filters ``[?(@.a.b=="value")]`` (also ``!=``, a number or true/false, or ``[?(@.a)]`` for presence).
+_JSONPATH_STEP = re.compile(r'''
+      \.(?P<field>[^.\[\]]+)
+    | \[(?P<index>-?\d+)\]
+    | \[(?P<star>\*)\]
+    | \[(?P<quote>['"])(?P<key>.*?)(?P=quote)\]
+    | \[\?\(\s*@(?P<filter>(?:\.[^.\[\]=!()\s]+)+)\s*
+        (?:(?P<op>==|!=)\s*(?P<literal>"[^"]*"|'[^']*'|-?\d+(?:\.\d+)?|true|false)\s*)?\)\]
+''', re.VERBOSE)
+_JsonPath = tuple[tuple[str, Any], ...]  # ('field', name) | ('index', n) | ('star', None) | ('filter', (path, op, v))
+
+
+def _parse_jsonpath(path: str) -> _JsonPath:
+    """Parse the JSONPath of a printer column (``.status.conditions[?(@.type=="Ready")].status``)."""
+    if not path.startswith('.'):
+        raise ValueError(f'a printer column jsonPath must start with ".": {path!r}')
+    steps: list[tuple[str, Any]] = []
+    position = 0
+    while position < len(path):
+        m = _JSONPATH_STEP.match(path, position)
+        if m is None:
+            raise ValueError(f'unsupported JSONPath {path!r} at {path[position:]!r} (the emulator knows fields, '
+                             '[n], [*], [\'key\'] and [?(@.field=="value")])')
+        position = m.end()
+        if m['field'] is not None:
+            steps.append(('star', None) if m['field'] == '*' else ('field', m['field']))
+        elif m['index'] is not None:
+            steps.append(('index', int(m['index'])))
+        elif m['star'] is not None:
+            steps.append(('star', None))
+        elif m['quote'] is not None:
+            steps.append(('field', m['key']))
+        else:
+            literal = m['literal']
+            if literal is None:
+                value = None
+            elif literal[0] in '"\'':
+                value = literal[1:-1]
+            elif literal in ('true', 'false'):
+                value = literal == 'true'
+            else:
+                value = float(literal) if '.' in literal else int(literal)
+            steps.append(('filter', (_parse_jsonpath(m['filter']), m['op'], value)))
+    return tuple(steps)
+
+
+def _eval_jsonpath(obj: Any, steps: _JsonPath) -> list[Any]:
+    """All values the path selects in ``obj`` (missing keys select nothing, as with AllowMissingKeys)."""
+    values = [obj]
+    for kind, arg in steps:
+        selected: list[Any] = []
+        for value in values:
+            if (kind == 'field' and isinstance(value, Mapping) and arg in value) or (
+                    kind == 'index' and isinstance(value, list) and -len(value) <= arg < len(value)):
+                selected.append(value[arg])
+            elif kind == 'star' and isinstance(value, Mapping):
+                selected.extend(value.values())
+            elif kind == 'star' and isinstance(value, list):
+                selected.extend(value)
+            elif kind == 'filter' and isinstance(value, list):
+                selected.extend(item for item in value if _filter_matches(item, *arg))
+        values = selected
+    return values
+
+
+def _filter_matches(item: Any, path: _JsonPath, op: str | None, expected: Any) -> bool:
+    found = _eval_jsonpath(item, path)
+    if not found:
+        return False  # as in client-go: an element without the field matches neither == nor !=
+    if op is None:
+        return True
+    actual = found[0]
+    comparable = isinstance(actual, bool) == isinstance(expected, bool) and (
+        isinstance(actual, str) == isinstance(expected, str))
+    return (comparable and actual == expected) == (op == '==')
+
+
+def _jsonpath_text(value: Any) -> str:
+    """A value as client-go's jsonpath prints it: strings raw, maps/lists as compact JSON, else like Go's %v."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Kubernetes decodes integral JSON numbers as int64
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, sort_keys=True, separators=(',', ':'))
+    return str(value)
+
+
+def _human_duration(seconds: float) -> str:
+    """apimachinery's ``duration.HumanDuration``: ``0s``, ``90s``, ``5m12s``, ``2h30m``, ``3d4h``, ``400d``…"""
+    if int(seconds) < -1:  # up to 2 s in the future is clock skew, not an error
+        return '<invalid>'
+    if int(seconds) < 0:
+        return '0s'
+    if seconds < 120:
+        return f'{int(seconds)}s'
+    minutes, hours = int(seconds // 60), int(seconds // 3600)
+    if minutes < 10:
+        return f'{minutes}m{int(seconds) % 60}s' if int(seconds) % 60 else f'{minutes}m'
+    if minutes < 180:
+        return f'{minutes}m'
+    if hours < 8:
+        return f'{hours}h{minutes % 60}m' if minutes % 60 else f'{hours}h'
+    if hours < 48:
+        return f'{hours}h'
+    days = hours // 24
+    if hours < 24 * 8:
+        return f'{days}d{hours % 24}h' if hours % 24 else f'{days}d'
+    if hours < 24 * 365 * 2:
+        return f'{days}d'
+    if hours < 24 * 365 * 8:
+        return f'{days // 365}y{days % 365}d' if days % 365 else f'{days // 365}y'
+    return f'{days // 365}y'
+
+
+def _cell(column_type: str, value: Any) -> Any:
+    """A Table cell as the CRD table convertor makes it; ``None`` (printed empty) when nothing fits."""
+    if value is None:
+        return None
+    if column_type == 'string':
+        return _jsonpath_text(value)
+    if column_type == 'integer' and isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if column_type == 'number' and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if column_type == 'boolean' and isinstance(value, bool):
+        return value
+    if column_type == 'date' and isinstance(value, str):
+        # The apiserver sends the age, not the timestamp: kubectl prints Table cells verbatim.
+        try:
+            timestamp = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return '<invalid>'
+        if timestamp.tzinfo is None:
+            return '<invalid>'  # RFC 3339 requires an offset
+        return _human_duration((datetime.datetime.now(datetime.UTC) - timestamp).total_seconds())
+    return None
+
+
+@attrs.frozen
+class PrinterColumn:
+    """One column of server-side printing: a CRD's ``additionalPrinterColumns`` entry, parsed."""
+
+    name: str
+    type: str
+    json_path: str
+    format: str = ''
+    description: str = ''
+    priority: int = 0
+    steps: _JsonPath = attrs.field(init=False, eq=False, repr=False)
+
+    @steps.default
+    def _parse(self) -> _JsonPath:
+        return _parse_jsonpath(self.json_path)
+
+    @classmethod
+    def from_crd(cls, column: Mapping[str, Any]) -> PrinterColumn:
+        return cls(name=str(column['name']), type=str(column.get('type') or 'string'),
+                   json_path=str(column['jsonPath']), format=str(column.get('format') or ''),
+                   description=str(column.get('description') or
+                                   f'Custom resource definition column (in JSONPath format): {column["jsonPath"]}'),
+                   priority=int(column.get('priority') or 0))
+
+    def definition(self) -> Body:
+        """The ``TableColumnDefinition`` (no field is omitempty there)."""
+        return {'name': self.name, 'type': self.type, 'format': self.format,
+                'description': self.description, 'priority': self.priority}
+
+
+# What the apiserver prints for a CRD version without printer columns (and the emulator for built-in kinds).
+DEFAULT_PRINTER_COLUMNS = (PrinterColumn(
+    name='Age', type='date', json_path='.metadata.creationTimestamp',
+    description='CreationTimestamp is a timestamp representing the server time when this object was created.'),)
+_NAME_COLUMN = {'name': 'Name', 'type': 'string', 'format': 'name',
+                'description': 'Name must be unique within a namespace.', 'priority': 0}
+_TABLE_VERSIONS = ('v1', 'v1beta1')  # of meta.k8s.io; kubectl asks for v1, then v1beta1, then plain JSON
+_INCLUDE_OBJECT = ('None', 'Metadata', 'Object')
+
+
+def _table_version(accept_headers: Sequence[str]) -> str | None:
+    """The meta.k8s.io version of the Table an ``Accept`` header asks for, or ``None`` for the plain object.
+
+    Media ranges are tried by ``q`` (then in order): the first Table one wins, and so does plain JSON if it
+    comes first; ranges for other conversions (``as=PartialObjectMetadata``…) are skipped. When nothing is
+    acceptable the emulator still answers with JSON rather than 406.
+    """
+    ranges: list[tuple[float, int, str, dict[str, str]]] = []
+    for item in ','.join(accept_headers).split(','):
+        media, *params = (part.strip() for part in item.split(';'))
+        options = {key.strip().lower(): value.strip().strip('"')
+                   for key, _, value in (param.partition('=') for param in params)}
+        try:
+            quality = float(options.pop('q', '1'))
+        except ValueError:
+            quality = 0.0
+        if media and quality > 0:
+            ranges.append((-quality, len(ranges), media.lower(), options))
+    for _, _, media, options in sorted(ranges, key=lambda r: r[:2]):
+        if media not in ('application/json', 'application/*', '*/*'):
+            continue
+        if 'as' not in options:
+            return None
+        if (media == 'application/json' and options['as'] == 'Table' and options.get('g') == 'meta.k8s.io'
+                and options.get('v') in _TABLE_VERSIONS):
+            return options['v']
+    return None
+
+
 @attrs.define(kw_only=True)
 class ClusterEmulator(kmock.KubernetesEmulator):
     """kmock's emulator plus the apiserver semantics that kopf and kubectl rely on.
@@ -165,7 +380,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     * finalizers: DELETE sets ``deletionTimestamp``; the object goes when its last finalizer goes;
     * garbage collection: objects whose every ``ownerReferences`` uid is gone are deleted (cascading);
     * ``generateName``, PUT (replace), DELETE on collections, label/field selectors, secret
-      ``stringData``, and CRDs: applying one registers its resource so its objects can be served.
+      ``stringData``, and CRDs: applying one registers its resource so its objects can be served;
+    * server-side printing: GET/LIST with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` (as a
+      plain ``kubectl get`` sends) get a ``meta.k8s.io`` ``Table`` with the CRD's printer columns.
     """
 
     history_limit: int = 10_000  # watch events kept for resuming watches; older versions get 410 Gone
@@ -176,6 +393,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     _log: collections.deque[tuple[int, kmock.resource, Body]] = attrs.field(init=False)
     _outbox: list[tuple[kmock.resource, Body]] = attrs.field(factory=list, init=False)
     _results: dict[kmock.Request, Any] = attrs.field(factory=dict, init=False)
+    # The printer columns (after NAME) of each resource a CRD registered; other resources get the defaults.
+    printer_columns: dict[kmock.resource, tuple[PrinterColumn, ...]] = attrs.field(factory=dict, init=False)
 
     @_log.default
     def _make_log(self) -> collections.deque[tuple[int, kmock.resource, Body]]:
@@ -290,7 +509,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         info = self._info(request.resource)
         namespace = request.namespace if info.namespaced else None
         async with self._lock:
-            return self._live(request.resource, namespace, request.name or '').raw
+            obj = self._live(request.resource, namespace, request.name or '').raw
+        if (table_version := self._wants_table(request)) is not None:
+            return self._table(request, table_version, [obj], dig(obj, 'metadata.resourceVersion'))
+        return obj
 
     async def _serve_list(self, request: kmock.Request) -> Body:
         resource = request.resource
@@ -301,12 +523,49 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 obj.raw for (res, _, _), obj in sorted(self._objects.items(), key=_sort_key)
                 if res == resource and not obj.deleted and self._selected(request, obj.raw)
             ]
-            return {
-                'apiVersion': _api_version(resource),
-                'kind': f'{info.kind}List',
-                'metadata': {'resourceVersion': str(self._rv)},
-                'items': items,
-            }
+            resource_version = str(self._rv)
+        if (table_version := self._wants_table(request)) is not None:
+            return self._table(request, table_version, items, resource_version)
+        return {
+            'apiVersion': _api_version(resource),
+            'kind': f'{info.kind}List',
+            'metadata': {'resourceVersion': resource_version},
+            'items': items,
+        }
+
+    @staticmethod
+    def _wants_table(request: kmock.Request) -> str | None:
+        """The meta.k8s.io version of the Table the request accepts (before plain JSON), if any."""
+        return _table_version([value for key, value in request.headers.items() if key.lower() == 'accept'])
+
+    def _table(self, request: kmock.Request, version: str, objects: Sequence[Body],
+               resource_version: str | None) -> Body:
+        """Objects as the apiserver's ``Table`` (TableConvertor plus the handler's ``includeObject``)."""
+        assert request.resource is not None
+        include = request.params.get('includeObject') or 'Metadata'
+        if include not in _INCLUDE_OBJECT:
+            raise _error(400, 'BadRequest', f'unrecognized includeObject value: "{include}"')
+        columns = self.printer_columns.get(request.resource, DEFAULT_PRINTER_COLUMNS)
+        rows = []
+        for obj in objects:
+            cells: list[Any] = [dig(obj, 'metadata.name')]
+            for column in columns:
+                found = _eval_jsonpath(obj, column.steps)
+                cells.append(_cell(column.type, found[0]) if found else None)
+            row_object: Body | None = None
+            if include == 'Object':
+                row_object = obj
+            elif include == 'Metadata':
+                row_object = {'apiVersion': f'meta.k8s.io/{version}', 'kind': 'PartialObjectMetadata',
+                              'metadata': obj.get('metadata', {})}
+            rows.append({'cells': cells, 'object': row_object})
+        return {
+            'apiVersion': f'meta.k8s.io/{version}',
+            'kind': 'Table',
+            'metadata': {'resourceVersion': resource_version} if resource_version else {},
+            'columnDefinitions': [dict(_NAME_COLUMN), *(column.definition() for column in columns)],
+            'rows': rows,
+        }
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
         resource = request.resource
@@ -547,13 +806,22 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         names = spec.get('names') or {}
         if not spec.get('group') or not names.get('plural') or not names.get('kind'):
             raise _error(422, 'Invalid', 'a CRD needs spec.group, spec.names.plural and spec.names.kind')
-        for version in spec.get('versions') or []:
-            if version.get('served', True):
-                self.resources[kmock.resource(spec['group'], version['name'], names['plural'])] = kmock.ResourceInfo(
-                    kind=names['kind'], singular=names.get('singular') or names['kind'].lower(),
-                    namespaced=spec.get('scope', 'Namespaced') == 'Namespaced',
-                    shortnames=names.get('shortNames') or (), categories=names.get('categories') or (),
-                    subresources=(version.get('subresources') or {}).keys(), verbs=ALL_VERBS)
+        served = [version for version in spec.get('versions') or [] if version.get('served', True)]
+        columns: dict[str, tuple[PrinterColumn, ...]] = {}
+        for i, version in enumerate(served):
+            try:
+                columns[version['name']] = tuple(
+                    PrinterColumn.from_crd(column) for column in version.get('additionalPrinterColumns') or ())
+            except (KeyError, TypeError, ValueError) as e:
+                raise _error(422, 'Invalid', f'spec.versions[{i}].additionalPrinterColumns: {e}') from e
+        for version in served:
+            resource = kmock.resource(spec['group'], version['name'], names['plural'])
+            self.resources[resource] = kmock.ResourceInfo(
+                kind=names['kind'], singular=names.get('singular') or names['kind'].lower(),
+                namespaced=spec.get('scope', 'Namespaced') == 'Namespaced',
+                shortnames=names.get('shortNames') or (), categories=names.get('categories') or (),
+                subresources=(version.get('subresources') or {}).keys(), verbs=ALL_VERBS)
+            self.printer_columns[resource] = columns[version['name']] or DEFAULT_PRINTER_COLUMNS
         conditions = [{'type': kind, 'status': 'True', 'reason': reason, 'message': '',
                        'lastTransitionTime': _now()}
                       for kind, reason in (('NamesAccepted', 'NoConflicts'), ('Established', 'InitialNamesAccepted'))]

@@ -9,12 +9,14 @@ Schema validation of the same manifests is in ``tests/unit/test_api_manifests.py
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import httpx
 import yaml
 
 from arena_operator.api import API_VERSION, KINDS, render_crds
-from tests.harness.k8s import K8sApi, dig
+from tests.harness.k8s import K8sApi
 from tests.harness.k8s import k8s_api as k8s_api  # the fixture, re-exported for pytest
 from tests.unit.test_api_manifests import REPO, seed_examples
 
@@ -69,31 +71,120 @@ def test_every_documented_example_applies_as_written(k8s_api: K8sApi) -> None:
         assert item["spec"] == example.manifest["spec"], example.id
 
 
+def _table(stdout: str) -> list[dict[str, str]]:
+    """kubectl's table output as one dict per row, cut at the header words (empty cells stay empty)."""
+    header, *lines = stdout.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    return [{name: line[start:end].strip() for name, start, end in zip(names, starts, [*starts[1:], None], strict=True)}
+            for line in lines]
+
+
+def _headers(stdout: str) -> list[str]:
+    return stdout.splitlines()[0].split()
+
+
 def test_kubectl_get_shows_the_arena_source_printer_columns(k8s_api: K8sApi) -> None:
     _apply(k8s_api, "-f", str(REPO / "crds"))
     k8s_api.create_namespace(NAMESPACE)
     [source] = [example.manifest for example in seed_examples() if example.manifest["kind"] == "ArenaSource"]
-    _apply(k8s_api, "-n", NAMESPACE, "-f", "-", manifests=[source])
+    name = source["metadata"]["name"]
+    pending = {**source, "metadata": {"name": "not-fetched-yet"}, "spec": {**source["spec"], "type": "oci"}}
+    _apply(k8s_api, "-n", NAMESPACE, "-f", "-", manifests=[source, pending])
     revision = "main@sha1:" + "1" * 40
-    k8s_api.patch(API_VERSION, "arenasources", NAMESPACE, source["metadata"]["name"], {"status": {
+    k8s_api.patch(API_VERSION, "arenasources", NAMESPACE, name, {"status": {
         "phase": "Ready",
         "artifact": {"revision": revision, "url": "http://arena-artifacts/x.tar.gz", "digest": DIGEST},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored",
-                        "lastTransitionTime": "2025-01-02T03:04:05Z"}]}}, subresource="status")
-    columns = _printer_columns("ArenaSource")
-    headers = [column["name"] for column in columns]
+        "conditions": [
+            {"type": "Reconciling", "status": "False", "reason": "Succeeded", "message": "done",
+             "lastTransitionTime": "2025-01-02T03:04:05Z"},
+            {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored",
+             "lastTransitionTime": "2025-01-02T03:04:05Z"}]}}, subresource="status")
+    headers = [column["name"] for column in _printer_columns("ArenaSource")]
     assert headers == ["TYPE", "REVISION", "READY", "AGE"]
 
-    table = k8s_api.kubectl("get", "arenasources", "-n", NAMESPACE).stdout.splitlines()
-    if table[0].split() == ["NAME", *headers]:  # an API server that prints tables from the CRD
-        assert table[1].split()[:4] == [source["metadata"]["name"], "git", revision, "True"]
-        return
-    # The emulator serves no server-side Table, so kubectl falls back to NAME and AGE: ask kubectl for the
-    # same columns from the CRD's own jsonPaths instead (AGE then shows the raw creationTimestamp).
-    assert table[0].split() == ["NAME", "AGE"]
-    spec = ",".join(["NAME:.metadata.name", *(f"{column['name']}:{column['jsonPath']}" for column in columns)])
-    table = k8s_api.kubectl("get", "asrc", "-n", NAMESPACE, "-o", f"custom-columns={spec}").stdout.splitlines()
-    assert table[0].split() == ["NAME", *headers]
-    created = dig(k8s_api.get(API_VERSION, "arenasources", NAMESPACE, source["metadata"]["name"]),
-                  "metadata.creationTimestamp")
-    assert table[1].split() == [source["metadata"]["name"], "git", revision, "True", created]
+    # A plain `kubectl get` prints the server-side Table built from the CRD's printer columns.
+    listed = k8s_api.kubectl("get", "arenasources", "-n", NAMESPACE).stdout
+    assert _headers(listed) == ["NAME", "TYPE", "REVISION", "READY", "AGE"]
+    rows = {row["NAME"]: row for row in _table(listed)}
+    assert set(rows) == {name, "not-fetched-yet"}
+    assert rows[name] | {"AGE": ""} == {"NAME": name, "TYPE": "git", "REVISION": revision, "READY": "True", "AGE": ""}
+    assert rows["not-fetched-yet"] | {"AGE": ""} == {
+        "NAME": "not-fetched-yet", "TYPE": "oci", "REVISION": "", "READY": "", "AGE": ""}
+    for row in rows.values():  # the apiserver sends an age (duration.HumanDuration), not the timestamp
+        assert re.fullmatch(r"\d+s", row["AGE"]), row
+
+    # One object by name (a Table with one row), under a short name, and across namespaces.
+    assert _table(k8s_api.kubectl("get", "asrc", name, "-n", NAMESPACE).stdout)[0]["REVISION"] == revision
+    everywhere = k8s_api.kubectl("get", "arenasources", "--all-namespaces").stdout
+    assert _headers(everywhere) == ["NAMESPACE", "NAME", "TYPE", "REVISION", "READY", "AGE"]
+    assert {(row["NAMESPACE"], row["NAME"]) for row in _table(everywhere)} == {
+        (NAMESPACE, name), (NAMESPACE, "not-fetched-yet")}
+
+    # kubectl's own JSONPath, with the CRD's jsonPaths, agrees with the server's Table (AGE aside).
+    spec = ",".join(["NAME:.metadata.name", *(f"{column['name']}:{column['jsonPath']}"
+                                              for column in _printer_columns("ArenaSource")[:-1])])
+    custom = _table(k8s_api.kubectl("get", "asrc", "-n", NAMESPACE, "-o", f"custom-columns={spec}").stdout)
+    assert custom[0] == {key: value for key, value in rows[name].items() if key != "AGE"}
+    assert custom[1] == {"NAME": "not-fetched-yet", "TYPE": "oci", "REVISION": "<none>", "READY": "<none>"}
+
+
+def test_kubectl_get_shows_the_arena_job_printer_columns(k8s_api: K8sApi) -> None:
+    _apply(k8s_api, "-f", str(REPO / "crds"))
+    k8s_api.create_namespace(NAMESPACE)
+    jobs = {example.manifest["metadata"]["name"]: example.manifest for example in seed_examples()
+            if example.manifest["kind"] == "ArenaJob" and example.manifest["metadata"]["name"] in (
+                "parallel-eval", "provider-loadtest")}
+    _apply(k8s_api, "-n", NAMESPACE, "-f", "-", manifests=list(jobs.values()))
+    k8s_api.patch(API_VERSION, "arenajobs", NAMESPACE, "parallel-eval", {"status": {
+        "phase": "Running", "progressText": "37/120", "activeWorkers": 4,
+        "progress": {"completed": 37, "failed": 0, "pending": 83, "total": 120}}}, subresource="status")
+    assert [column["name"] for column in _printer_columns("ArenaJob")] == [
+        "TYPE", "PHASE", "PROGRESS", "WORKERS", "AGE"]
+
+    listed = k8s_api.kubectl("get", "arenajobs", "-n", NAMESPACE).stdout
+    assert _headers(listed) == ["NAME", "TYPE", "PHASE", "PROGRESS", "WORKERS", "AGE"]
+    rows = {row.pop("NAME"): row for row in _table(listed)}
+    assert rows["parallel-eval"] | {"AGE": ""} == {
+        "TYPE": "evaluation", "PHASE": "Running", "PROGRESS": "37/120", "WORKERS": "4", "AGE": ""}
+    assert rows["provider-loadtest"] | {"AGE": ""} == {
+        "TYPE": "loadtest", "PHASE": "", "PROGRESS": "", "WORKERS": "", "AGE": ""}
+    assert all(re.fullmatch(r"\d+s", row["AGE"]) for row in rows.values()), rows
+
+
+def test_the_api_serves_tables_only_to_who_asks(k8s_api: K8sApi) -> None:
+    """The Table's shape (meta.k8s.io/v1), includeObject, and plain JSON for clients that do not ask."""
+    _apply(k8s_api, "-f", str(REPO / "crds"))
+    k8s_api.create_namespace(NAMESPACE)
+    [source] = [example.manifest for example in seed_examples() if example.manifest["kind"] == "ArenaSource"]
+    _apply(k8s_api, "-n", NAMESPACE, "-f", "-", manifests=[source])
+    path = f"{k8s_api.url}/apis/{API_VERSION}/namespaces/{NAMESPACE}/arenasources"
+    kubectl_accept = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
+                      "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
+
+    def get(url: str, accept: str, **params: str) -> dict[str, Any]:
+        response = httpx.get(url, headers={"Accept": accept}, params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    table = get(path, kubectl_accept)
+    assert (table["apiVersion"], table["kind"]) == ("meta.k8s.io/v1", "Table")
+    assert [(c["name"], c["type"], c["format"]) for c in table["columnDefinitions"]] == [
+        ("Name", "string", "name"), ("TYPE", "string", ""), ("REVISION", "string", ""), ("READY", "string", ""),
+        ("AGE", "date", "")]
+    assert all(set(c) == {"name", "type", "format", "description", "priority"} for c in table["columnDefinitions"])
+    [row] = table["rows"]
+    assert row["cells"][:4] == [source["metadata"]["name"], "git", None, None]
+    assert (row["object"]["apiVersion"], row["object"]["kind"]) == ("meta.k8s.io/v1", "PartialObjectMetadata")
+    assert row["object"]["metadata"]["name"] == source["metadata"]["name"] and "spec" not in row["object"]
+    assert get(path, kubectl_accept, includeObject="Object")["rows"][0]["object"]["spec"] == source["spec"]
+    assert get(path, kubectl_accept, includeObject="None")["rows"][0]["object"] is None
+    one = get(f"{path}/{source['metadata']['name']}", kubectl_accept)
+    assert one["kind"] == "Table" and len(one["rows"]) == 1
+    assert get(path, "application/json;as=Table;v=v1beta1;g=meta.k8s.io")["apiVersion"] == "meta.k8s.io/v1beta1"
+    for accept in ("application/json", "application/json, */*", f"application/json,{kubectl_accept}",
+                   "application/json;as=Table;v=v2;g=meta.k8s.io,application/json"):
+        assert get(path, accept)["kind"] == "ArenaSourceList", accept
+    # A kind without a CRD's printer columns (every built-in kind here) gets NAME and AGE.
+    namespaces = get(f"{k8s_api.url}/api/v1/namespaces", kubectl_accept)
+    assert [c["name"] for c in namespaces["columnDefinitions"]] == ["Name", "Age"]
