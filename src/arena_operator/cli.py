@@ -19,6 +19,9 @@ from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
 from .local import LocalRunOptions, run_local
+from .localjob import is_job_file, job_options
+from .resolution import ResolutionError
+from .sources.errors import SourceError
 from .progress import RunProgress, print_summary
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
@@ -46,6 +49,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
     run.add_argument("--resume", action="store_true", help="skip runs already in <out>/results.jsonl")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--bundle", type=Path, help="with an ArenaJob manifest file: the bundle directory to use "
+                     "instead of fetching the ArenaSource")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
     operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    commands.add_parser("worker", help="run one ArenaJob worker (configured by environment; used in worker pods)")
     push = commands.add_parser("push", help="validate a bundle and push it to an OCI registry as an artifact")
     push.add_argument("path", type=Path, help="bundle directory")
     push.add_argument("url", help="oci://host[:port]/repository:tag")
@@ -113,11 +119,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     progress = RunProgress(console, enabled=not args.quiet)
     try:
+        if is_job_file(Path(path)):
+            options = job_options(Path(path), args.bundle, options)
         with progress:
             outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
     except BundleInvalid as exc:
         return _report_problems(exc)
-    except (ValueError, OSError, ProviderError) as exc:
+    except (ValueError, OSError, ProviderError, SourceError, ResolutionError) as exc:
         return _usage_error(str(exc))
     print_summary(console, outcome)
     totals = outcome.summary.total
@@ -133,8 +141,13 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from .worker import main as worker_main
+
+    return worker_main()
+
+
 def _cmd_push(args: argparse.Namespace, console: Console) -> int:
-    from .sources.errors import SourceError
     from .sources.oci import OCIAuth, push_bundle
 
     try:
@@ -176,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator, "crds": _cmd_crds,
-                "push": _cmd_push}
+                "push": _cmd_push, "worker": _cmd_worker}
     return handlers[args.command](args, console)
 
 

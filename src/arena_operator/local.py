@@ -30,6 +30,9 @@ class LocalRunOptions:
     mock_config: Path | None = None
     formats: list[str] | None = None
     resume: bool = False
+    # Applied to the loaded bundle before planning: how `arena run job.yaml` swaps in the manifests' Providers
+    # and ToolRegistries, exactly as the operator does for a distributed job.
+    prepare: Callable[[Bundle], None] | None = None
 
 
 @dataclass
@@ -87,6 +90,8 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
                     on_plan: Callable[[int], None] | None = None) -> LocalRunOutcome:
     """Run the bundle; stream each result to results.jsonl as it finishes, then write the reports."""
     bundle = load_bundle(options.bundle)
+    if options.prepare is not None:
+        options.prepare(bundle)
     formats = choose_formats(bundle, options.formats)
     plan = generate_plan(bundle, options.filters)
     out_dir = options.out_dir

@@ -1,0 +1,127 @@
+"""`arena run job.yaml`: the same ArenaJob manifests a cluster runs, run here — no cluster, no Redis.
+
+The file holds an ArenaJob plus what it references: its ArenaConfig, Providers, ToolRegistries, and the
+ArenaSource (fetched with the operator's own fetchers; a `configmap` source reads a ConfigMap from the same file)
+unless `--bundle DIR` points at a checkout. Providers and tools are resolved and the plan is made with the same
+code the operator uses, so the manifests behave the same in both places."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .api.arenaconfig import ArenaConfigSpec
+from .api.arenajob import ArenaJobSpec
+from .api.arenasource import ArenaSourceSpec
+from .engine.bundle import Bundle
+from .local import LocalRunOptions
+from .planning import plan_inputs
+from .resolution import apply_to_bundle, bundle_groups, resolve_providers, resolve_tools
+from .sources.artifact import files_from_mapping
+from .sources.git import GitSource
+from .sources.oci import OCISource
+
+API_GROUP = "omnia.altairalabs.ai/"
+
+
+class ManifestProblem(ValueError):
+    """The manifests do not describe a runnable job; says which object and field."""
+
+
+@dataclass
+class JobManifests:
+    job: dict[str, Any]
+    config: dict[str, Any]
+    source: dict[str, Any] | None
+    providers: list[dict[str, Any]]
+    registries: list[dict[str, Any]]
+    config_maps: dict[str, dict[str, Any]]
+
+
+def is_job_file(path: Path) -> bool:
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    try:
+        return any(_ours(d) and d.get("kind") == "ArenaJob" for d in yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError:
+        return False
+
+
+def _ours(doc: Any) -> bool:
+    return isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(API_GROUP)
+
+
+def read_manifests(path: Path) -> JobManifests:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(str(doc.get("kind")), []).append(doc)
+    jobs = [d for d in by_kind.get("ArenaJob", []) if _ours(d)]
+    if len(jobs) != 1:
+        raise ManifestProblem(f"{path}: expected exactly one ArenaJob, found {len(jobs)}")
+    job = jobs[0]
+    config_name = (job.get("spec") or {}).get("configRef", {}).get("name")
+    configs = {d["metadata"]["name"]: d for d in by_kind.get("ArenaConfig", [])}
+    if config_name not in configs:
+        raise ManifestProblem(f"{path}: ArenaJob {job['metadata']['name']}: spec.configRef {config_name!r} has no "
+                              f"ArenaConfig in this file (found: {sorted(configs) or 'none'})")
+    config = configs[config_name]
+    source_name = (config.get("spec") or {}).get("sourceRef", {}).get("name")
+    sources = {d["metadata"]["name"]: d for d in by_kind.get("ArenaSource", [])}
+    return JobManifests(job, config, sources.get(source_name), by_kind.get("Provider", []),
+                        by_kind.get("ToolRegistry", []),
+                        {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])})
+
+
+async def fetch_source(manifests: JobManifests, dest: Path) -> Path:
+    """The bundle the ArenaSource points at, fetched here with the operator's fetchers (public sources)."""
+    if manifests.source is None:
+        raise ManifestProblem("the ArenaConfig's sourceRef has no ArenaSource in the file: add it, or pass --bundle")
+    spec = ArenaSourceSpec.model_validate(manifests.source["spec"])
+    if spec.type == "git" and spec.git:
+        ref = spec.git.ref
+        await GitSource(spec.git.url, branch=ref.branch if ref else None, tag=ref.tag if ref else None,
+                        commit=ref.commit if ref else None, path=spec.git.path).fetch(dest)
+    elif spec.type == "oci" and spec.oci:
+        await OCISource(spec.oci.url, insecure=spec.oci.insecure).fetch(dest)
+    elif spec.config_map:
+        config_map = manifests.config_maps.get(spec.config_map.name)
+        if config_map is None:
+            raise ManifestProblem(f"ConfigMap {spec.config_map.name} (the source's configMap) is not in the file")
+        data = dict(config_map.get("data") or {})
+        files_from_mapping({spec.config_map.key: data[spec.config_map.key]} if spec.config_map.key else data, dest)
+    return dest
+
+
+def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> LocalRunOptions:
+    """LocalRunOptions for the job in `path`: bundle, scenario selection, trials, formats, provider swap."""
+    manifests = read_manifests(path)
+    job = ArenaJobSpec.model_validate(manifests.job["spec"])
+    config = ArenaConfigSpec.model_validate(manifests.config["spec"])
+    if job.type != "evaluation":
+        raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now; use type evaluation")
+    if bundle_dir is None:
+        bundle_dir = asyncio.run(fetch_source(manifests, Path(tempfile.mkdtemp(prefix="arena-bundle-"))))
+    if config.arena_file:
+        bundle_dir = bundle_dir / config.arena_file
+    inputs = plan_inputs(config, job)
+    filters = base.filters
+    filters.scenarios = filters.scenarios or inputs.include
+    filters.exclude_scenarios = filters.exclude_scenarios or inputs.exclude
+    filters.trials = filters.trials or inputs.trials
+
+    def prepare(bundle: Bundle) -> None:
+        resolved = resolve_providers(bundle_groups(bundle), config, job, manifests.providers)
+        apply_to_bundle(bundle, resolved, resolve_tools(job, manifests.registries),
+                        mock_dir=Path(tempfile.mkdtemp(prefix="arena-mocks-")))
+
+    formats = base.formats or (list(job.evaluation.output_formats) if job.evaluation and
+                               job.evaluation.output_formats else None)
+    return LocalRunOptions(bundle=bundle_dir, out_dir=base.out_dir, filters=filters,
+                           concurrency=base.concurrency or config.concurrency, mock_provider=base.mock_provider,
+                           mock_config=base.mock_config, formats=formats, resume=base.resume, prepare=prepare)

@@ -1,0 +1,68 @@
+"""ArenaJob + resolved bundle → work units. Pure and streaming: units are yielded, never listed, so a plan of a
+million units costs the memory of one batch; a configurable limit refuses absurd plans before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .engine.bundle import Bundle
+from .engine.plan import RunFilters, iter_plan
+
+DEFAULT_MAX_UNITS = 100_000
+
+
+class PlanTooLarge(ValueError):
+    """A plan above the limit: the message says how big and what limits it."""
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The scenario selection and trials a job runs with: the job's own, else its config's."""
+
+    include: list[str]
+    exclude: list[str]
+    trials: int
+
+    def filters(self) -> RunFilters:
+        return RunFilters(scenarios=self.include, exclude_scenarios=self.exclude, trials=self.trials)
+
+
+def plan_inputs(config_spec: Any, job_spec: Any) -> PlanInputs:
+    """`spec.scenarios` of the ArenaJob overrides the ArenaConfig's (seed reference); trials come from the config."""
+    chosen = job_spec.scenarios if job_spec.scenarios is not None else config_spec.scenarios
+    include = list(chosen.include or []) if chosen else []
+    exclude = list(chosen.exclude or []) if chosen else []
+    return PlanInputs(include, exclude, config_spec.trials)
+
+
+def iter_units(bundle: Bundle, inputs: PlanInputs) -> Iterator[dict[str, Any]]:
+    """Work units with deterministic ids (the run id), so re-enqueueing after a crash is idempotent."""
+    for combo in iter_plan(bundle, inputs.filters()):
+        yield {"id": combo.run_id, "scenario": combo.scenario_id, "provider": combo.provider_id,
+               "region": combo.region, "trial": combo.trial}
+
+
+def count_units(bundle: Bundle, inputs: PlanInputs, limit: int = DEFAULT_MAX_UNITS) -> int:
+    """Count without materialising; raise PlanTooLarge past `limit`."""
+    count = 0
+    for _ in iter_plan(bundle, inputs.filters()):
+        count += 1
+        if count > limit:
+            scenarios = len(bundle.scenarios)
+            raise PlanTooLarge(f"the plan has more than {limit} work units ({scenarios} scenarios × providers × "
+                               f"trials {inputs.trials}); narrow spec.scenarios or raise the operator's "
+                               "ARENA_MAX_UNITS")
+    return count
+
+
+def batches(units: Iterator[dict[str, Any]], size: int = 500) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for unit in units:
+        batch.append(unit)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

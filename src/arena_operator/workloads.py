@@ -1,0 +1,235 @@
+"""The worker ``batch/v1`` Job of an ArenaJob, built by a pure function (same parameters → identical dict).
+
+Work-queue pattern: ``parallelism`` pods claim work units from Redis and exit 0 once the queue is drained,
+so ``completions`` stays unset and the Job succeeds when any pod succeeded and all have finished.
+
+The pod runs as a non-root user with a read-only root file system; ``/tmp`` is an emptyDir (the worker
+unpacks the bundle there, and ``HOME`` points there for libraries that write caches). Its environment holds
+settings and references only: provider API keys and S3 credentials are ``secretKeyRef``s, never values. S3
+credentials come from ``output.s3.secretRef`` with the keys the AWS SDKs read from the environment,
+``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (required) and ``AWS_SESSION_TOKEN`` (optional); without a
+secretRef the SDK's ambient credentials apply (IRSA, instance profile). A PVC output is mounted whole at
+``/results``; its ``subPath`` reaches the worker through ``ARENA_OUTPUT`` (the job's ``spec.output`` as
+compact JSON, ``{}`` without one), not through the mount.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .api.common import API_VERSION
+from .resolution import SecretEnv
+
+WORKER_SUFFIX = "-worker"
+MAX_NAME = 63  # a Job's name becomes the job-name label value of its pods: at most 63 characters
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ARENAJOB = "omnia.altairalabs.ai/arenajob"
+WORKER_APP = "arena-worker"
+MANAGER = "arena-operator"
+CONTAINER = "worker"
+COMMAND = ["arena", "worker"]
+NONROOT_UID = 65532
+RESULTS_DIR = "/results"
+SCRATCH_DIR = "/tmp"
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_OPTIONAL_KEYS = ("AWS_SESSION_TOKEN",)
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """One key of a Secret in the job's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass
+class WorkerJobParams:
+    """Everything the worker Job depends on; ``output`` is the ArenaJob's ``spec.output`` in wire (camelCase) form."""
+
+    namespace: str
+    job_name: str
+    job_uid: str
+    image: str
+    artifact_url: str
+    artifact_digest: str
+    job_key: str
+    replicas: int = 1
+    backoff_limit: int = 6
+    redis_url: str | None = None
+    redis_secret: SecretKeyRef | None = None
+    output: Mapping[str, Any] | None = None
+    secrets: list[SecretEnv] = field(default_factory=list)
+    resources: Mapping[str, Any] | None = None
+    concurrency: int = 4
+    service_account: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = None
+    metrics_port: int = 9090
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _fit(name: str, room: int) -> str:
+    """``name`` if it fits in ``room`` characters, else a prefix of it plus a hash of the whole name."""
+    if len(name) <= room:
+        return name
+    return f"{name[:room - 9].rstrip('-.')}-{_short_hash(name)}"
+
+
+def worker_job_name(job_name: str) -> str:
+    """``<job>-worker``; a long job name is cut and given a hash of the full name, to stay within 63 characters."""
+    return _fit(job_name, MAX_NAME - len(WORKER_SUFFIX)) + WORKER_SUFFIX
+
+
+def arenajob_label_value(job_name: str) -> str:
+    """The ``omnia.altairalabs.ai/arenajob`` label value: the job's name, shortened like the Job's if too long."""
+    return _fit(job_name, MAX_NAME)
+
+
+def worker_labels(job_name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Labels of the worker Job and its pods (``extra`` cannot override the three the operator selects by)."""
+    return {**dict(extra or {}), LABEL_NAME: WORKER_APP, LABEL_MANAGED_BY: MANAGER,
+            LABEL_ARENAJOB: arenajob_label_value(job_name)}
+
+
+def _value(name: str, value: str) -> dict[str, Any]:
+    return {"name": name, "value": value}
+
+
+def _secret(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
+    if (p.redis_url is None) == (p.redis_secret is None):
+        raise ValueError("give exactly one of redis_url and redis_secret")
+    redis = (_value("ARENA_REDIS_URL", p.redis_url) if p.redis_url is not None else
+             _secret("ARENA_REDIS_URL", p.redis_secret.name, p.redis_secret.key))  # type: ignore[union-attr]
+    env = [
+        _value("ARENA_ARTIFACT_URL", p.artifact_url),
+        _value("ARENA_ARTIFACT_DIGEST", p.artifact_digest),
+        redis,
+        _value("ARENA_JOB_KEY", p.job_key),
+        _value("ARENA_NAMESPACE", p.namespace),
+        _value("ARENA_JOB_NAME", p.job_name),
+        _value("ARENA_OUTPUT", json.dumps(dict(p.output or {}), separators=(",", ":"), sort_keys=True)),
+        _value("ARENA_CONCURRENCY", str(p.concurrency)),
+        _value("ARENA_METRICS_PORT", str(p.metrics_port)),
+        _value("HOME", SCRATCH_DIR),
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+    ]
+    output = p.output or {}
+    if output.get("type") == "pvc":
+        env.append(_value("ARENA_RESULTS_DIR", RESULTS_DIR))
+    s3_secret = ((output.get("s3") or {}).get("secretRef") or {}).get("name") if output.get("type") == "s3" else None
+    if s3_secret:
+        env += [_secret(key, s3_secret, key) for key in S3_KEYS]
+        env += [_secret(key, s3_secret, key, optional=True) for key in S3_OPTIONAL_KEYS]
+    env += [_secret(s.env, s.secret_name, s.key) for s in sorted(p.secrets)]
+    names = [item["name"] for item in env]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"environment variables set twice: {', '.join(duplicates)}")
+    return env
+
+
+def _volumes(p: WorkerJobParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": SCRATCH_DIR}]
+    output = p.output or {}
+    if output.get("type") == "pvc":
+        claim = (output.get("pvc") or {}).get("claimName")
+        if not claim:
+            raise ValueError("output.pvc.claimName is required when output.type is pvc")
+        volumes.append({"name": "results", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": "results", "mountPath": RESULTS_DIR})
+    return volumes, mounts
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NONROOT_UID,
+        "runAsGroup": NONROOT_UID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    # fsGroup makes a results PVC writable by the non-root user.
+    return {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID, "fsGroup": NONROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def build_worker_job(p: WorkerJobParams) -> dict[str, Any]:
+    """The worker Job manifest, owned by the ArenaJob (deleting the ArenaJob deletes the Job and its pods).
+
+    Workers never call the Kubernetes API, so the service-account token is not mounted. Raises ValueError
+    for inconsistent parameters (both or neither Redis setting, PVC output without claim, an env var twice).
+    """
+    if p.replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {p.replicas}")
+    labels = worker_labels(p.job_name, p.labels)
+    volumes, mounts = _volumes(p)
+    container = {
+        "name": CONTAINER,
+        "image": p.image,
+        "command": list(COMMAND),
+        "env": _env(p),
+        "ports": [{"name": "metrics", "containerPort": p.metrics_port, "protocol": "TCP"}],
+        "resources": copy.deepcopy(dict(p.resources) if p.resources is not None else DEFAULT_RESOURCES),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 30,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if p.service_account:
+        pod_spec["serviceAccountName"] = p.service_account
+    job_spec: dict[str, Any] = {
+        "parallelism": p.replicas,
+        "backoffLimit": p.backoff_limit,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if p.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = p.active_deadline_seconds
+    if p.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = p.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": worker_job_name(p.job_name),
+            "namespace": p.namespace,
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "ArenaJob", "name": p.job_name,
+                                 "uid": p.job_uid, "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": job_spec,
+    }
