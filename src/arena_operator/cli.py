@@ -20,9 +20,9 @@ from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
 from .local import LocalRunOptions, run_local
 from .localjob import is_job_file, job_options
+from .progress import RunProgress, print_summary
 from .resolution import ResolutionError
 from .sources.errors import SourceError
-from .progress import RunProgress, print_summary
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -67,3 +67,42 @@ class Kube:
 
     def close(self) -> None:
         self.api_client.close()
+
+
+class Workloads:
+    """Writes the operator makes besides status patches: worker Jobs, and deleting a finished ArenaJob (TTL)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.batch = kubernetes.client.BatchV1Api(kube.api_client)
+        self.custom = kube.custom
+
+    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create-if-absent; False when it already existed (a re-run of the same step is harmless)."""
+        try:
+            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def scale_job(self, namespace: str, name: str, parallelism: int) -> None:
+        body = {"spec": {"parallelism": parallelism}}
+        await asyncio.to_thread(self.batch.patch_namespaced_job, name, namespace, body)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete the Job and (background propagation) its pods; a missing Job is fine."""
+        try:
+            await asyncio.to_thread(self.batch.delete_namespaced_job, name, namespace,
+                                    propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def delete_custom(self, group: str, version: str, plural: str, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.custom.delete_namespaced_custom_object, group, version, namespace, plural,
+                                    name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -398,3 +398,83 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     stop(server.proc)
+
+
+# --- S3 (moto_server) -----------------------------------------------------------------------------------------------
+
+S3_REGION = "us-east-1"
+S3_TEST_KEY = {"AWS_ACCESS_KEY_ID": "AKIAARENATESTKEY0001", "AWS_SECRET_ACCESS_KEY": "arena-test-secret-key-0001"}
+S3_AUTH_BUCKET = "arena-auth-results"
+_S3_WRITER_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+_S3_READER_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}]}
+
+
+class S3Server:
+    """`moto_server` on a free port. With `auth`, moto enforces IAM (INITIAL_NO_AUTH_ACTION_COUNT) after a fixed
+    set of unauthenticated setup calls: bucket S3_AUTH_BUCKET, and users `writer` (s3:*) and `reader` (list + get)
+    whose keys are in `credentials`. Without `auth`, any access key works."""
+
+    _AUTH_SETUP_CALLS = 7  # create_bucket + 2 × (create_user, put_user_policy, create_access_key)
+
+    def __init__(self, log: Path, auth: bool = False) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.credentials: dict[str, dict[str, str]] = {}
+        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+        if auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self._AUTH_SETUP_CALLS)
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)], stdout=out,
+                                         stderr=out, env=env)
+        wait_until(self._listening, self.proc, "moto_server", timeout=30)
+        if auth:
+            self._setup_auth()
+
+    def _listening(self) -> bool:
+        # A bare TCP connect: an HTTP request would use up one of auth mode's unauthenticated calls.
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def client(self, service: str = "s3", key: dict[str, str] | None = None):
+        """A boto3 client of this server (S3 unless `service` says otherwise), with `key` or S3_TEST_KEY."""
+        import boto3
+        from botocore.config import Config
+
+        key = key or S3_TEST_KEY
+        return boto3.session.Session().client(
+            service, endpoint_url=self.endpoint, region_name=S3_REGION, aws_access_key_id=key["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=key["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+
+    def _setup_auth(self) -> None:
+        self.client().create_bucket(Bucket=S3_AUTH_BUCKET)
+        iam = self.client("iam")
+        for user, policy in (("writer", _S3_WRITER_POLICY), ("reader", _S3_READER_POLICY)):
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName=f"{user}-s3", PolicyDocument=json.dumps(policy))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            self.credentials[user] = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                                      "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 API (moto) accepting any access key; shared by the session, so use a bucket of your own per test."""
+    _require("moto_server")
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def s3_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 API (moto) enforcing IAM: `credentials['writer']` may do anything, `credentials['reader']` only list
+    and get, any other key is rejected (InvalidAccessKeyId). Bucket S3_AUTH_BUCKET exists."""
+    _require("moto_server")
+    server = S3Server(tmp_path_factory.mktemp("s3-auth") / "moto.log", auth=True)
+    yield server
+    stop(server.proc)

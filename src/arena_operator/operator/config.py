@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..planning import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.store import DEFAULT_KEEP
 
@@ -27,6 +28,12 @@ class OperatorConfig:
     artifact_base_url: str | None  # e.g. http://arena-operator.arena-system.svc:8080
     artifacts_to_keep: int
     max_artifact_bytes: int
+    redis_url: str
+    worker_redis_url: str
+    worker_image: str
+    max_units: int
+    config_wait_seconds: float
+    visibility_timeout: float
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -37,6 +44,13 @@ class OperatorConfig:
             artifact_base_url=os.environ.get("ARENA_ARTIFACT_BASE_URL"),
             artifacts_to_keep=int(os.environ.get("ARENA_ARTIFACTS_TO_KEEP", DEFAULT_KEEP)),
             max_artifact_bytes=int(os.environ.get("ARENA_MAX_ARTIFACT_BYTES", DEFAULT_MAX_BYTES)),
+            redis_url=os.environ.get("ARENA_REDIS_URL", "redis://localhost:6379/0"),
+            worker_redis_url=os.environ.get("ARENA_WORKER_REDIS_URL")
+            or os.environ.get("ARENA_REDIS_URL", "redis://localhost:6379/0"),
+            worker_image=os.environ.get("ARENA_WORKER_IMAGE", "ghcr.io/arena-operator/arena-operator:0.1.0"),
+            max_units=int(os.environ.get("ARENA_MAX_UNITS", DEFAULT_MAX_UNITS)),
+            config_wait_seconds=float(os.environ.get("ARENA_CONFIG_WAIT_SECONDS", "600")),
+            visibility_timeout=float(os.environ.get("ARENA_VISIBILITY_TIMEOUT_SECONDS", "120")),
         )
 
     def base_url(self, port: int) -> str:
@@ -45,6 +59,9 @@ class OperatorConfig:
         host = "127.0.0.1" if self.artifact_host in ("127.0.0.1", "localhost") else socket.getfqdn()
         return f"http://{host}:{port}"
 
+
+# How often each job's timer wakes to copy progress, launch, scale or finish.
+JOB_TICK_SECONDS = _float("ARENA_JOB_TICK_SECONDS", 3.0)
 
 # How often each source's timer wakes to check whether it is due (a cheap, in-memory decision).
 SOURCE_TICK_SECONDS = _float("ARENA_SOURCE_TICK_SECONDS", 5.0)

@@ -7,7 +7,7 @@ import importlib
 
 import kopf
 
-HANDLER_MODULES = ("startup", "arenasource")
+HANDLER_MODULES = ("startup", "indexes", "arenasource", "arenaconfig", "arenajob")
 
 
 def register_handlers() -> None:

@@ -6,8 +6,10 @@ import logging
 from typing import Any
 
 import kopf
+import redis.asyncio as aioredis
 
-from ..kube import Kube
+from ..jobs import JobSettings
+from ..kube import Kube, Workloads
 from ..sources.server import ArtifactServer
 from ..sources.store import ArtifactStore
 from .config import FINALIZER, OperatorConfig
@@ -34,6 +36,11 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
     if getattr(memo, "kube", None) is None:
         memo.kube = Kube()
     memo.store = ArtifactStore(config.artifact_dir, keep=config.artifacts_to_keep)
+    memo.workloads = Workloads(memo.kube)
+    memo.redis = aioredis.from_url(config.redis_url)
+    memo.job_settings = JobSettings(image=config.worker_image, worker_redis_url=config.worker_redis_url,
+                                    max_units=config.max_units, config_wait=config.config_wait_seconds,
+                                    visibility_timeout=config.visibility_timeout)
     memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port)
     port = await memo.artifact_server.start()
     memo.artifact_base_url = config.base_url(port)
@@ -45,3 +52,6 @@ async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
     server = getattr(memo, "artifact_server", None)
     if server is not None:
         await server.stop()
+    client = getattr(memo, "redis", None)
+    if client is not None:
+        await client.aclose()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .artifact import safe_extract
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -64,6 +67,23 @@ class ArtifactStore:
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
+
+    def unpacked(self, namespace: str, name: str, digest: str, max_bytes: int) -> Path:
+        """The artifact's bundle as a directory, unpacked once per digest (immutable, so safely shared)."""
+        stored = self.location(namespace, name, digest)
+        target = self.root / ".bundles" / stored.path.name.removesuffix(".tar.gz")
+        if target.is_dir():
+            return target
+        if not stored.path.is_file():
+            raise FileNotFoundError(f"artifact {digest} of {namespace}/{name} is not in the store")
+        staging = Path(tempfile.mkdtemp(dir=self.scratch()))
+        safe_extract(stored.path, staging, max_bytes)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(staging, target)
+        except OSError:  # another reconcile unpacked it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
 
     def remove_source(self, namespace: str, name: str) -> None:
         shutil.rmtree(self._source_dir(namespace, name), ignore_errors=True)
