@@ -64,7 +64,12 @@ async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.S
         version = next(iter(versions), None) if versions else None
     if is_due(ctx, version) is None:
         return
-    _apply(body, patch, current, await reconcile_source(ctx), generation)
+    with memo.metrics.fetch_seconds.labels(type=source.type).time():
+        outcome = await reconcile_source(ctx)
+    if outcome.status.get("phase") == "Error":
+        reason = next((c[2] for c in outcome.conditions if c[0] == "Ready"), "Unknown")
+        memo.metrics.fetch_failures.labels(type=source.type, reason=reason).inc()
+    _apply(body, patch, current, outcome, generation)
 
 
 @kopf.on.delete(GROUP, VERSION, "arenasources", id="arenasource_delete")

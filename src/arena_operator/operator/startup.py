@@ -13,6 +13,7 @@ from ..kube import Kube, Workloads
 from ..sources.server import ArtifactServer
 from ..sources.store import ArtifactStore
 from .config import FINALIZER, OperatorConfig
+from .metrics import OperatorMetrics
 
 
 @kopf.on.startup(id="operator_startup")
@@ -41,7 +42,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
     memo.job_settings = JobSettings(image=config.worker_image, worker_redis_url=config.worker_redis_url,
                                     max_units=config.max_units, config_wait=config.config_wait_seconds,
                                     visibility_timeout=config.visibility_timeout)
-    memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port)
+    memo.metrics = OperatorMetrics()
+    memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port,
+                                          memo.metrics.registry)
     port = await memo.artifact_server.start()
     memo.artifact_base_url = config.base_url(port)
     logger.info("serving artifacts from %s at %s", config.artifact_dir, memo.artifact_base_url)

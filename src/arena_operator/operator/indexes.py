@@ -1,0 +1,51 @@
+"""kopf indexes: in-memory views of the objects controllers read, kept current by watches, not by polling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .config import GROUP, VERSION
+
+WORKER_LABEL = f"{GROUP}/arenajob"
+
+
+def _object(meta: kopf.Meta, spec: kopf.Spec) -> dict[str, Any]:
+    return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                         "resourceVersion": meta.get("resourceVersion")}, "spec": dict(spec)}
+
+
+@kopf.index(GROUP, VERSION, "arenasources", id="arena_sources")
+def arena_sources(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): {"status": dict(body.get("status") or {})}}
+
+
+@kopf.index(GROUP, VERSION, "arenaconfigs", id="arena_configs")
+def arena_configs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): {"spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
+                                "generation": body.get("metadata", {}).get("generation")}}
+
+
+@kopf.index(GROUP, VERSION, "providers", id="providers_by_namespace")
+def providers_by_namespace(namespace: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    return {namespace: _object(meta, spec)}
+
+
+@kopf.index(GROUP, VERSION, "toolregistries", id="tool_registries_by_namespace")
+def tool_registries_by_namespace(namespace: str, meta: kopf.Meta, spec: kopf.Spec,
+                                 **_: Any) -> dict[str, dict[str, Any]]:
+    return {namespace: _object(meta, spec)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={WORKER_LABEL: kopf.PRESENT}, id="worker_jobs")
+def worker_jobs(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    owner = meta.get("labels", {}).get(WORKER_LABEL)
+    return {(namespace, owner): {"name": meta.get("name"), "spec": dict(body.get("spec") or {}),
+                                 "status": dict(body.get("status") or {})}}
+
+
+def one(index: kopf.Index, key: Any) -> Any:
+    """The single value an index holds for a key (names are unique per namespace), or None."""
+    values = index.get(key)
+    return next(iter(values), None) if values else None
