@@ -12,9 +12,10 @@ import kopf
 import kubernetes
 
 from arena_operator.kube import Kube
+from arena_operator.operator.main import HANDLER_MODULES
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig, run_operator
 
-OPERATOR_MODULES = ["arena_operator.operator.startup", "arena_operator.operator.arenasource"]
+OPERATOR_MODULES = [f"arena_operator.operator.{module}" for module in HANDLER_MODULES]
 NAMESPACE = "arena"
 
 

@@ -1,0 +1,391 @@
+"""The Redis work queue of one ArenaJob: at-least-once execution, exactly-once accounting.
+
+Every key of a job starts with `job_key(namespace, job, uid)` = `arena:{<ns>/<job>/<uid>}`; the braces are a Redis
+Cluster hash tag, so all keys of a job share one slot and the Lua scripts below may touch several of them. The uid
+makes a re-created job of the same name start from nothing. Keys (suffixes of the job key):
+
+    :stream      the units, one stream entry each (fields `id`, `u` = unit JSON); consumer group `workers`
+    :planned     SET of unit ids ever enqueued — what makes enqueueing idempotent
+    :done        HASH unit id → compact outcome summary JSON — the single record of a unit's outcome
+    :attempts    HASH unit id → deliveries so far          :errors   HASH unit id → last error text
+    :counters    HASH total, completed, failed, retried, passed, assertion_failed, errors
+    :sealed      planning finished (total is final)       :cancel   the run was cancelled
+    :aggregator  the consumer holding the aggregation lease   :aggregated  {url, summary} once aggregated
+    :heartbeats  ZSET consumer → last seen (Redis server clock)   :config  the resolved job config JSON
+    :fatal       the first error that stops workers from running at all (bad artifact, unreachable sink)
+
+Why each step is safe when any process dies at any moment:
+
+- enqueue: one Lua script per batch adds each id to `:planned` and XADDs it only if the id was new, and adds the
+  number of new ids to `total`. A planner that crashes and re-plans from the start adds nothing twice; a batch is
+  all or nothing. After `seal()`, ids that were never planned are refused, so a sealed `total` stays final.
+- claim: XAUTOCLAIM first takes over entries idle longer than the visibility timeout (their worker died or
+  stalled), then XREADGROUP takes new ones, in one script. Each delivery increments the unit's attempt counter;
+  a unit already in `:done` is acked and skipped, and a unit delivered more than `max_attempts` times without an
+  outcome (a unit that kills its worker) is recorded failed instead of circling forever. Only when nothing is
+  ready does the caller block in a plain XREADGROUP (scripts cannot block); those entries then go through the
+  same delivery script. A worker dying between that read and the script leaves the entries pending: they are
+  reclaimed after the timeout, so `attempt` may undercount but a unit is never lost.
+- extend: a worker on a long unit resets the entry's idle time (XCLAIM JUSTID) — only if it still holds the entry,
+  so a worker whose unit was already reclaimed learns that (False) instead of stealing it back.
+- complete / fail: one script records the outcome with HSETNX on `:done` and bumps the counters only if that HSETNX
+  created the entry, then acks and deletes the entry. The first outcome written wins; a slow worker finishing after
+  its unit was reclaimed (or a duplicate delivery) only acks. A crash before the script leaves the entry pending
+  (redelivered, at-least-once); a crash after it changes nothing. So execution may repeat, accounting never does.
+- fail, retryable, attempts left: the entry is acked and replaced by a fresh copy in the same script, so the retry
+  is delivered at once instead of after the visibility timeout; only a caller that still finds the entry pending
+  makes the copy, so a late duplicate failure cannot fork a second one.
+- drain and aggregation: `completed + failed == total` after `seal()` means every planned unit has its one record.
+  `claim_aggregation` grants one consumer a lease (SET NX PX) only once drained and not yet aggregated; if that
+  consumer dies, the lease expires and another may aggregate (aggregation is deterministic and idempotent).
+- cancel is a flag that workers check between units; delete/set_ttl act on every key under the job's prefix.
+
+A unit's record holds a compact summary, not the full result: its top-level scalars (strings cut to 300 characters)
+and flat numeric maps such as token counts and cost; conversations belong in the results sink.
+
+Nothing secret is stored: `put_config` refuses literal string values under secret-like keys (API keys, passwords,
+tokens); configs carry references (secret names, env var names, `${ENV}`), and workers read the credentials
+themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from arena_operator.workqueue import scripts
+
+GROUP = "workers"
+OUTCOMES = {"passed": "passed", "assertion_failed": "assertion_failed", "error": "errors"}
+SECRET_KEYS = {"apikey", "password", "passwd", "secret", "token", "accesstoken", "bearertoken", "secretaccesskey",
+               "sessiontoken", "privatekey", "clientsecret", "authorization"}
+MAX_ERROR_CHARS = 4000
+SUMMARY_STRING_CHARS = 300
+HEARTBEAT_RETENTION_S = 3600
+_GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+class QueueSealedError(RuntimeError):
+    """Units that were never planned were enqueued after `seal()`."""
+
+
+def job_key(namespace: str, job: str, uid: str) -> str:
+    """The prefix of every Redis key of one ArenaJob run: `arena:{<ns>/<job>/<uid>}` (one Cluster slot)."""
+    for name, value in (("namespace", namespace), ("job", job), ("uid", uid)):
+        if not value or any(c in value for c in "{}/"):
+            raise ValueError(f"{name} must be non-empty without '{{', '}}' or '/': {value!r}")
+    return f"arena:{{{namespace}/{job}/{uid}}}"
+
+
+@dataclass
+class Claimed:
+    """One delivery of a unit to a consumer; `attempt` counts deliveries of this unit id (1 = first)."""
+
+    unit: dict
+    unit_id: str
+    message_id: str
+    attempt: int
+
+
+@dataclass
+class Counters:
+    total: int
+    completed: int
+    failed: int
+    pending: int
+    in_flight: int
+    retried: int
+    passed: int
+    assertion_failed: int
+    errors: int
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _compact(result: dict) -> dict:
+    """The part of a result kept in `:done`: top-level scalars and flat maps of numbers (e.g. cost, tokens)."""
+    def scalar(value: Any) -> bool:
+        return value is None or isinstance(value, bool | int | float)
+
+    summary: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, str):
+            summary[key] = value[:SUMMARY_STRING_CHARS]
+        elif scalar(value) or (isinstance(value, dict) and all(scalar(v) for v in value.values())):
+            summary[key] = value
+    return summary
+
+
+def _stream_entries(response: Any) -> list[tuple[Any, dict]]:
+    """The entries of an XREADGROUP reply on one stream, as redis-py parses it in RESP2 or RESP3."""
+    if not response:
+        return []
+    if isinstance(response, dict):  # RESP3: {stream: [[(id, fields), ...]]}
+        return list(next(iter(response.values()))[0])
+    return list(response[0][1])  # RESP2: [[stream, [(id, fields), ...]]]
+
+
+def _check_no_secrets(value: Any, path: str = "config") -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            normalized = str(key).lower().replace("_", "").replace("-", "")
+            # `${ENV}` references are expanded by the worker from its own environment: not a secret here.
+            if normalized in SECRET_KEYS and isinstance(item, str) and item and "${" not in item:
+                raise ValueError(f"{path}.{key} holds a secret value; store a reference (secret or env name)")
+            _check_no_secrets(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_no_secrets(item, f"{path}[{index}]")
+
+
+async def _aiter(units: Iterable[dict] | AsyncIterable[dict]) -> AsyncIterator[dict]:
+    if isinstance(units, AsyncIterable):
+        async for unit in units:
+            yield unit
+    else:
+        for unit in units:
+            yield unit
+
+
+class WorkQueue:
+    """The work queue of one job run, over a `redis.asyncio.Redis` client (bytes or decoded responses)."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, *, visibility_timeout: float = 60.0,
+                 max_attempts: int = 3) -> None:
+        if visibility_timeout <= 0 or max_attempts < 1:
+            raise ValueError("visibility_timeout must be > 0 and max_attempts >= 1")
+        self.redis, self.key = redis, key
+        self.visibility_timeout, self.max_attempts = visibility_timeout, max_attempts
+        self.keys = {name: f"{key}:{name}" for name in (
+            "stream", "planned", "done", "attempts", "errors", "counters", "sealed", "cancel", "aggregator",
+            "aggregated", "heartbeats", "config", "fatal")}
+        self._unit_keys = [self.keys[name] for name in ("stream", "done", "attempts", "errors", "counters")]
+        self._group_ready = False
+        # A blocking read must end before the client's socket timeout (redis-py 8 defaults to 5 s) would fail it.
+        pool = getattr(redis, "connection_pool", None)
+        socket_timeout = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+        self._max_block_ms = max(1, int(socket_timeout * 800)) if socket_timeout else 60_000
+        self._cursor = "0-0"  # where this instance's next XAUTOCLAIM scan of the pending entries starts
+        register = redis.register_script
+        self._enqueue, self._claim, self._deliver = (register(s) for s in (scripts.ENQUEUE, scripts.CLAIM,
+                                                                            scripts.DELIVER))
+        self._complete, self._fail, self._extend = (register(s) for s in (scripts.COMPLETE, scripts.FAIL,
+                                                                           scripts.EXTEND))
+        self._claim_aggregation, self._heartbeat, self._active = (
+            register(s) for s in (scripts.CLAIM_AGGREGATION, scripts.HEARTBEAT, scripts.ACTIVE))
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:  # from id 0: a group created after the first XADDs still sees every unit
+            await self.redis.xgroup_create(self.keys["stream"], GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    # --- planning -----------------------------------------------------------------------------------------------
+
+    async def enqueue(self, units: Iterable[dict] | AsyncIterable[dict], batch: int = 500) -> int:
+        """Add units (each with a deterministic string "id"); ids already planned are skipped. Returns how many
+        were new. May be called in several calls while workers already consume; raises `QueueSealedError` for an
+        id that was never planned once the queue is sealed."""
+        await self._ensure_group()
+        added, args = 0, []
+
+        async def flush() -> int:
+            try:
+                count = await self._enqueue(keys=[self.keys[k] for k in ("planned", "stream", "counters", "sealed")],
+                                            args=args)
+            except ResponseError as exc:
+                if str(exc).startswith("SEALED"):
+                    raise QueueSealedError(str(exc)) from None
+                raise
+            args.clear()
+            return int(count)
+
+        async for unit in _aiter(units):
+            unit_id = unit.get("id")
+            if not isinstance(unit_id, str) or not unit_id:
+                raise ValueError(f"a unit needs a non-empty string 'id': {unit!r:.200}")
+            args += [unit_id, _dumps(unit)]
+            if len(args) >= 2 * batch:
+                added += await flush()
+        if args:
+            added += await flush()
+        return added
+
+    async def seal(self) -> None:
+        """Planning is finished: `total` is final, and workers may declare the queue drained."""
+        await self.redis.set(self.keys["sealed"], 1, keepttl=True)
+
+    # --- workers ------------------------------------------------------------------------------------------------
+
+    async def claim(self, consumer: str, count: int = 1, block_ms: int = 1000) -> list[Claimed]:
+        """Up to `count` units for `consumer`: first units idle longer than the visibility timeout (a crashed or
+        stalled worker's), then new ones. Waits up to `block_ms` for new units when none is ready (`block_ms <= 0`
+        returns at once; the wait is capped at 80 % of the client's socket timeout). Units already recorded are
+        acked and skipped."""
+        await self._ensure_group()
+        timeout = f"{self.visibility_timeout:g}"
+        reply = await self._claim(keys=self._unit_keys, args=[
+            GROUP, consumer, int(self.visibility_timeout * 1000), self._cursor, count, self.max_attempts, timeout])
+        self._cursor = _text(reply[0])
+        claimed = [Claimed(json.loads(payload), _text(uid), _text(msgid), int(attempt))
+                   for msgid, uid, payload, attempt in reply[1:]]
+        if claimed or block_ms <= 0:
+            return claimed
+        # Nothing ready: wait for new entries outside Lua (scripts cannot block), then deliver them the same way.
+        response = await self.redis.xreadgroup(GROUP, consumer, {self.keys["stream"]: ">"}, count=count,
+                                               block=min(block_ms, self._max_block_ms))
+        entries = [(_text(msgid), {_text(k): v for k, v in fields.items()})
+                   for msgid, fields in _stream_entries(response)]
+        if not entries:
+            return []
+        args: list[Any] = [GROUP, self.max_attempts, timeout]
+        for msgid, fields in entries:
+            args += [msgid, _text(fields.get("id", ""))]
+        attempts = await self._deliver(keys=self._unit_keys, args=args)
+        return [Claimed(json.loads(fields["u"]), _text(fields["id"]), msgid, int(attempt))
+                for (msgid, fields), attempt in zip(entries, attempts, strict=True) if int(attempt) > 0]
+
+    async def extend(self, claimed: Claimed, consumer: str) -> bool:
+        """Reset the unit's idle time so it is not reclaimed; call well within the visibility timeout. False when
+        `consumer` no longer holds it (it was reclaimed or settled): the worker may stop working on it."""
+        held = await self._extend(keys=[self.keys["stream"]], args=[GROUP, consumer, claimed.message_id])
+        return bool(held)
+
+    async def complete(self, claimed: Claimed, result: dict, outcome: str) -> bool:
+        """Record the unit's outcome (passed, assertion_failed or error) with a compact summary of `result` (its
+        top-level scalars and flat numeric maps) and ack it. True if this call recorded it; False if another
+        delivery of the unit had already recorded an outcome."""
+        return (await self.complete_many([(claimed, result, outcome)]))[0]
+
+    async def complete_many(self, items: Iterable[tuple[Claimed, dict, str]]) -> list[bool]:
+        """`complete` for several units in one round trip and one script run (each unit still first-writer-wins)."""
+        args: list[Any] = [GROUP]
+        for claimed, result, outcome in items:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}: {outcome!r}")
+            summary = _dumps({"outcome": outcome, "attempt": claimed.attempt, "result": _compact(result)})
+            args += [claimed.message_id, claimed.unit_id, summary, OUTCOMES[outcome]]
+        if len(args) == 1:
+            return []
+        return [bool(recorded) for recorded in await self._complete(keys=self._unit_keys, args=args)]
+
+    async def fail(self, claimed: Claimed, error: str, retryable: bool = True) -> bool:
+        """An attempt that produced no result. Records the unit failed with `error` (True) when not retryable or
+        after `max_attempts` deliveries; otherwise puts it back for prompt redelivery and returns False."""
+        recorded = await self._fail(keys=self._unit_keys, args=[
+            GROUP, claimed.message_id, claimed.unit_id, error[:MAX_ERROR_CHARS], int(retryable), self.max_attempts])
+        return bool(recorded)
+
+    async def heartbeat(self, consumer: str) -> None:
+        """Record that `consumer` is alive (a no-op while the job has no stream: before planning, after delete)."""
+        keys = [self.keys["heartbeats"], self.keys["stream"]]
+        await self._heartbeat(keys=keys, args=[consumer, HEARTBEAT_RETENTION_S])
+
+    async def active_consumers(self, within: float = 30.0) -> int:
+        """Consumers whose last heartbeat is at most `within` seconds old (by the Redis server's clock)."""
+        return int(await self._active(keys=[self.keys["heartbeats"]], args=[within]))
+
+    # --- progress, drain, aggregation ---------------------------------------------------------------------------
+
+    async def counters(self) -> Counters:
+        """Progress; `in_flight` is the number of delivered, unsettled entries (XPENDING)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys["counters"])
+            pipe.xpending(self.keys["stream"], GROUP)
+            raw, pending = await pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        if isinstance(pending, Exception) and "NOGROUP" not in str(pending):  # NOGROUP: nothing enqueued yet
+            raise pending
+        values = {_text(k): int(v) for k, v in raw.items()}
+        in_flight = 0 if isinstance(pending, Exception) else int(pending["pending"])
+        total, completed, failed = (values.get(k, 0) for k in ("total", "completed", "failed"))
+        return Counters(total=total, completed=completed, failed=failed, pending=total - completed - failed,
+                        in_flight=in_flight, retried=values.get("retried", 0), passed=values.get("passed", 0),
+                        assertion_failed=values.get("assertion_failed", 0), errors=values.get("errors", 0))
+
+    async def is_drained(self) -> bool:
+        """Sealed, and every planned unit has its one outcome record."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys["sealed"])
+            pipe.hmget(self.keys["counters"], "total", "completed", "failed")
+            sealed, (total, completed, failed) = await pipe.execute()
+        return bool(sealed) and int(completed or 0) + int(failed or 0) == int(total or 0)
+
+    async def claim_aggregation(self, consumer: str, lease: float = 600.0) -> bool:
+        """True for exactly one consumer once the queue is drained: it aggregates, then calls `mark_aggregated`.
+        If it dies first, the lease (seconds) expires and another consumer may claim it."""
+        keys = [self.keys[k] for k in ("sealed", "counters", "aggregator", "aggregated")]
+        return bool(await self._claim_aggregation(keys=keys, args=[consumer, int(lease * 1000)]))
+
+    async def mark_aggregated(self, url: str, summary: dict) -> None:
+        await self.redis.set(self.keys["aggregated"], _dumps({"url": url, "summary": summary}), keepttl=True)
+
+    async def aggregated(self) -> dict | None:
+        raw = await self.redis.get(self.keys["aggregated"])
+        return None if raw is None else json.loads(raw)
+
+    async def done_results(self) -> AsyncIterator[tuple[str, dict]]:
+        """Every recorded unit: (unit id, {"outcome", "attempt", "result" | "error"}), in no particular order."""
+        async for unit_id, summary in self.redis.hscan_iter(self.keys["done"], count=1000):
+            yield _text(unit_id), json.loads(summary)
+
+    # --- control ------------------------------------------------------------------------------------------------
+
+    async def cancel(self) -> None:
+        await self.redis.set(self.keys["cancel"], 1, keepttl=True)
+
+    async def is_cancelled(self) -> bool:
+        return bool(await self.redis.exists(self.keys["cancel"]))
+
+    async def report_fatal(self, message: str) -> None:
+        """A worker cannot run this job at all (bad artifact, unreachable sink); the first report is kept."""
+        await self.redis.set(self.keys["fatal"], message[:MAX_ERROR_CHARS], nx=True, keepttl=True)
+
+    async def fatal(self) -> str | None:
+        raw = await self.redis.get(self.keys["fatal"])
+        return None if raw is None else _text(raw)
+
+    async def put_config(self, config: dict) -> None:
+        """Store the resolved job config for workers; refuses literal secrets (store references instead)."""
+        _check_no_secrets(config)
+        await self.redis.set(self.keys["config"], _dumps(config), keepttl=True)
+
+    async def get_config(self) -> dict | None:
+        raw = await self.redis.get(self.keys["config"])
+        return None if raw is None else json.loads(raw)
+
+    async def _all_keys(self) -> list[Any]:
+        pattern = self.key.translate(_GLOB_SPECIALS) + ":*"
+        return [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
+
+    async def delete(self) -> int:
+        """Remove every key of the job (found by SCAN on its prefix); returns how many were removed."""
+        keys, removed = await self._all_keys(), 0
+        for start in range(0, len(keys), 500):
+            removed += await self.redis.unlink(*keys[start:start + 500])
+        self._group_ready, self._cursor = False, "0-0"
+        return removed
+
+    async def set_ttl(self, seconds: int) -> None:
+        """Expire every key of the job after `seconds` (a safety net for runs nobody deletes)."""
+        keys = await self._all_keys()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.expire(key, seconds)
+            await pipe.execute()

@@ -1,0 +1,226 @@
+"""`arena worker`: one pod of an ArenaJob. Fetch and verify the bundle, then claim → run → record → ack until
+the queue is drained (or the job cancelled); the worker that finishes last writes the reports.
+
+Everything arrives by reference in the environment: the artifact URL and digest, the Redis URL, the job key and
+the output config. Provider keys arrive as env vars from Secrets; the resolved job config (providers, tools,
+limits) is read from Redis, where the operator put it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from .engine.bundle import Bundle, load_bundle
+from .engine.executor import ConversationExecutor
+from .engine.plan import RunCombination
+from .engine.providers.registry import build_providers
+from .queue import Claimed, WorkQueue
+from .resolution import apply_resolved_config
+from .results.aggregate import aggregate
+from .results.sinks import ResultSink, SinkError, sink_for
+from .sources.artifact import DEFAULT_MAX_BYTES, safe_extract
+from .worker_metrics import WorkerMetrics
+
+log = logging.getLogger("arena.worker")
+
+# Errors worth another attempt on another worker: the provider may recover. Others are final for the unit.
+RETRYABLE_KINDS = frozenset({"rate_limited", "server_error", "timeout", "connection", "overloaded", "bad_response"})
+HEARTBEAT_SECONDS = 5.0
+
+
+class WorkerError(Exception):
+    """A problem that stops this worker (bad artifact, unreachable sink); reported to the operator via Redis."""
+
+
+@dataclass
+class WorkerSettings:
+    artifact_url: str
+    artifact_digest: str
+    redis_url: str
+    job_key: str
+    output: dict[str, Any]
+    namespace: str
+    job: str
+    concurrency: int = 4
+    consumer: str = field(default_factory=lambda: os.environ.get("POD_NAME") or os.environ.get("HOSTNAME", "worker"))
+    results_dir: Path | None = None
+    metrics_port: int | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
+        env = dict(os.environ if env is None else env)
+        missing = [k for k in ("ARENA_ARTIFACT_URL", "ARENA_ARTIFACT_DIGEST", "ARENA_REDIS_URL", "ARENA_JOB_KEY",
+                               "ARENA_OUTPUT", "ARENA_NAMESPACE", "ARENA_JOB_NAME") if not env.get(k)]
+        if missing:
+            raise WorkerError(f"missing environment: {', '.join(missing)}")
+        return cls(
+            artifact_url=env["ARENA_ARTIFACT_URL"], artifact_digest=env["ARENA_ARTIFACT_DIGEST"],
+            redis_url=env["ARENA_REDIS_URL"], job_key=env["ARENA_JOB_KEY"], output=json.loads(env["ARENA_OUTPUT"]),
+            namespace=env["ARENA_NAMESPACE"], job=env["ARENA_JOB_NAME"],
+            concurrency=int(env.get("ARENA_CONCURRENCY", "4")),
+            results_dir=Path(env["ARENA_RESULTS_DIR"]) if env.get("ARENA_RESULTS_DIR") else None,
+            metrics_port=int(env["ARENA_METRICS_PORT"]) if env.get("ARENA_METRICS_PORT") else None,
+        )
+
+
+async def fetch_bundle(url: str, digest: str, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+    """Download the artifact, refuse it unless its sha256 is the one the operator recorded, unpack it safely."""
+    archive = dest.with_suffix(".tar.gz")
+    hasher = hashlib.sha256()
+    size = 0
+    async with httpx.AsyncClient(timeout=60) as client, client.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise WorkerError(f"artifact {url}: HTTP {response.status_code}")
+        with archive.open("wb") as out:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise WorkerError(f"artifact {url} is larger than {max_bytes} bytes")
+                hasher.update(chunk)
+                out.write(chunk)
+    actual = f"sha256:{hasher.hexdigest()}"
+    if actual != digest:
+        raise WorkerError(f"artifact {url} has digest {actual}, expected {digest}: refusing to run it")
+    dest.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(safe_extract, archive, dest, max_bytes)
+    archive.unlink()
+    return dest
+
+
+def unit_outcome(run: dict[str, Any]) -> str:
+    if run.get("Error"):
+        return "error"
+    return "passed" if run.get("Passed") else "assertion_failed"
+
+
+class Worker:
+    """Runs units of one job with bounded concurrency; safe to crash at any point (the queue reclaims)."""
+
+    def __init__(self, settings: WorkerSettings, queue: WorkQueue, bundle: Bundle, config: dict[str, Any],
+                 sink: ResultSink, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.config = config
+        self.sink = sink
+        self.metrics = metrics
+        providers = build_providers(bundle.providers, bundle.root)
+        self.executor = ConversationExecutor(bundle, providers)
+        self.unit_timeout = float(config.get("unitTimeout") or self.executor.run_timeout)
+        self.executor.run_timeout = self.unit_timeout
+
+    async def _keep_claimed(self, claimed: Claimed) -> None:
+        """A unit running longer than the visibility timeout must not be handed to another worker meanwhile."""
+        while True:
+            await asyncio.sleep(max(0.1, self.queue.visibility_timeout / 3))
+            await self.queue.extend(claimed, self.settings.consumer)
+
+    async def run_unit(self, claimed: Claimed) -> None:
+        unit = claimed.unit
+        combo = RunCombination(unit["region"], unit["scenario"], unit["provider"], int(unit["trial"]))
+        keeper = asyncio.create_task(self._keep_claimed(claimed))
+        try:
+            result = (await self.executor.execute(combo)).to_dict()
+        finally:
+            keeper.cancel()
+        self.metrics.observe(result)
+        kind = result.get("ErrorKind") or ""
+        if result.get("Error") and kind in RETRYABLE_KINDS:
+            recorded = await self.queue.fail(claimed, f"{kind}: {result['Error']}", retryable=True)
+            if recorded:
+                await self.sink.put_unit(claimed.unit_id, result)
+            return
+        await self.sink.put_unit(claimed.unit_id, result)
+        await self.queue.complete(claimed, result, unit_outcome(result))
+
+    async def _slot(self) -> None:
+        while not await self.queue.is_cancelled():
+            claimed = await self.queue.claim(self.settings.consumer, count=1, block_ms=500)
+            if not claimed:
+                if await self.queue.is_drained():
+                    return
+                continue
+            for item in claimed:
+                try:
+                    await self.run_unit(item)
+                except SinkError:
+                    raise
+                except Exception as exc:  # one bad unit must not stop the worker: it is retried or recorded
+                    log.exception("unit %s failed", item.unit_id)
+                    await self.queue.fail(item, f"{type(exc).__name__}: {exc}", retryable=True)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.queue.heartbeat(self.settings.consumer)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def run(self) -> None:
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            await asyncio.gather(*(self._slot() for _ in range(max(1, self.settings.concurrency))))
+        finally:
+            beat.cancel()
+            await self.executor.aclose()
+        if await self.queue.is_drained() and await self.queue.claim_aggregation(self.settings.consumer):
+            formats = self.config.get("formats") or ["json", "junit", "csv"]
+            meta = {"job": f"{self.settings.namespace}/{self.settings.job}",
+                    "revision": self.config.get("revision", "")}
+            summary = await aggregate(self.sink, formats, meta=meta)
+            await self.queue.mark_aggregated(self.sink.url, summary)
+
+
+async def _report_fatal(queue: WorkQueue, message: str) -> None:
+    await queue.report_fatal(message)
+
+
+async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
+    """The worker's whole life; returns the process exit code (0 drained or cancelled, 1 fatal)."""
+    client = aioredis.from_url(settings.redis_url)
+    metrics = WorkerMetrics(settings.metrics_port)
+    try:
+        queue = WorkQueue(client, settings.job_key)
+        config = await queue.get_config()
+        if config is None:
+            raise WorkerError(f"no job config in Redis under {settings.job_key} (was the job deleted?)")
+        queue = WorkQueue(client, settings.job_key, visibility_timeout=float(config.get("visibilityTimeout", 120)),
+                          max_attempts=int(config.get("maxAttempts", 3)))
+        try:
+            directory = await fetch_bundle(settings.artifact_url, settings.artifact_digest,
+                                           Path(tempfile.mkdtemp(dir=settings.workdir)) / "bundle")
+            bundle = load_bundle(directory / config["arenaFile"] if config.get("arenaFile") else directory)
+            apply_resolved_config(bundle, config)
+            sink = sink_for(settings.output, settings.namespace, settings.job, settings.results_dir)
+            await sink.check()
+        except (WorkerError, SinkError, OSError, ValueError) as exc:
+            await _report_fatal(queue, str(exc))
+            log.error("worker cannot start: %s", exc)
+            return 1
+        if on_ready:
+            await on_ready()
+        await Worker(settings, queue, bundle, config, sink, metrics).run()
+        return 0
+    finally:
+        metrics.close()
+        await client.aclose()
+
+
+def main() -> int:
+    logging.basicConfig(level=os.environ.get("ARENA_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = WorkerSettings.from_env()
+    except WorkerError as exc:
+        log.error("%s", exc)
+        return 2
+    return asyncio.run(run_worker(settings))
