@@ -395,6 +395,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     _results: dict[kmock.Request, Any] = attrs.field(factory=dict, init=False)
     # The printer columns (after NAME) of each resource a CRD registered; other resources get the defaults.
     printer_columns: dict[kmock.resource, tuple[PrinterColumn, ...]] = attrs.field(factory=dict, init=False)
+    # kmock keeps every request and matches each new one by scanning them all, per reaction: a cost that grows
+    # with the test's length (a polling kubelet made requests 50x slower within seconds). Served requests are
+    # therefore forgotten (watches once they end); set True to keep the history for assertions on it.
+    keep_requests: bool = False
 
     @_log.default
     def _make_log(self) -> collections.deque[tuple[int, kmock.resource, Body]]:
@@ -452,6 +456,16 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return raw_response
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        try:
+            return await self._handle_request(request)
+        finally:
+            if not self.keep_requests:
+                for index, seen in enumerate(self._requests):
+                    if seen is request:
+                        del self._requests[index]
+                        break
+
+    async def _handle_request(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         writing = request.resource is not None and request.method in (
             kmock.method.POST, kmock.method.PATCH, kmock.method.PUT, kmock.method.DELETE)
         if not writing:

@@ -1,0 +1,165 @@
+"""The headline path: Provider + ArenaSource (git daemon) + ArenaConfig + ArenaJob → worker Job run by the test
+kubelet as real `arena worker` processes → Redis → S3 (moto_server) → status Succeeded with the results URL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+import yaml
+
+from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, wait_event
+from tests.fakes.services import GitDaemon
+from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
+from tests.harness.k8s import k8s_api as k8s_api
+from tests.harness.kubelet import Kubelet
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart"
+BUCKET = "arena-results"
+SCENARIOS = 6
+
+
+def quickstart_files() -> dict[str, str]:
+    return {str(p.relative_to(QUICKSTART)): p.read_text() for p in QUICKSTART.rglob("*") if p.is_file()}
+
+
+def mock_provider(name: str, labels: dict[str, str], latency_ms: int = 0) -> dict[str, Any]:
+    mock = yaml.safe_load((QUICKSTART / "mocks" / "assistant.yaml").read_text())
+    mock["latency_ms"] = latency_ms
+    return {"apiVersion": ARENA_API_VERSION, "kind": "Provider",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+            "spec": {"type": "mock", "model": "mock-1", "mockConfig": mock}}
+
+
+def job(name: str, replicas: int = 3, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"configRef": {"name": "provider-comparison"}, "type": "evaluation",
+                     "evaluation": {"outputFormats": ["junit", "json"]}, "workers": {"replicas": replicas},
+                     "output": {"type": "s3", "s3": {"bucket": BUCKET, "prefix": "evals/parallel/"}}, **spec}}
+
+
+@pytest.fixture
+def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server: Any, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Operator, kubelet, a git repo holding the quickstart, an S3 bucket, a Provider, source and config."""
+    git_daemon.create_repo("prompts")
+    git_daemon.work("prompts").commit(quickstart_files())
+    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test")
+    s3.create_bucket(Bucket=BUCKET)
+    monkeypatch.setenv("ARENA_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("ARENA_VISIBILITY_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("ARENA_JOB_TICK_SECONDS", "0.2")
+    with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch), \
+            Kubelet(k8s_api, tmp_path / "kubelet", namespaces=[NAMESPACE]) as kubelet:
+        k8s_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials",
+                                                                         "namespace": NAMESPACE},
+                        "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}})
+        k8s_api.create(mock_provider("mock-a", {"tier": "production"}, latency_ms=50))
+        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                        "metadata": {"name": "my-prompts", "namespace": NAMESPACE},
+                        "spec": {"type": "git", "interval": "5m",
+                                 "git": {"url": git_daemon.url("prompts"), "ref": {"branch": "main"}}}})
+        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
+                        "metadata": {"name": "provider-comparison", "namespace": NAMESPACE},
+                        "spec": {"sourceRef": {"name": "my-prompts"}, "providerRef": {"name": "mock-a"},
+                                 "workers": 4, "timeout": "5m", "trials": 4}})
+        k8s_api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "provider-comparison",
+                         lambda o: dig(o, "status.phase") == "Ready", timeout=20)
+        yield {"api": k8s_api, "s3": s3, "kubelet": kubelet, "s3_url": s3_server.url}
+
+
+def s3_output(endpoint: str) -> dict[str, Any]:
+    return {"type": "s3", "s3": {"bucket": BUCKET, "prefix": "evals/parallel/", "endpoint": endpoint,
+                                 "region": "us-east-1", "secretRef": {"name": "s3-credentials"}}}
+
+
+def finished(o: dict[str, Any] | None) -> bool:
+    return dig(o, "status.phase") in ("Succeeded", "Failed", "Cancelled")
+
+
+def test_multi_worker_evaluation_succeeds_with_reports_in_s3(cluster: dict[str, Any]) -> None:
+    api, s3 = cluster["api"], cluster["s3"]
+    api.create(job("parallel-eval", output=s3_output(cluster["s3_url"])))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "parallel-eval", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    progress = obj["status"]["progress"]
+    total = SCENARIOS * 4
+    assert progress["total"] == total == progress["completed"] + progress["failed"] and progress["pending"] == 0
+    url = obj["status"]["result"]["url"]
+    assert url == f"s3://{BUCKET}/evals/parallel/{NAMESPACE}/parallel-eval/"
+    keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in
+            page.get("Contents", [])}
+    prefix = f"evals/parallel/{NAMESPACE}/parallel-eval/"
+    for name in ("results.json", "junit.xml", "report.html", "summary.json"):
+        assert prefix + name in keys
+    assert len([k for k in keys if k.startswith(prefix + "units/")]) == total
+    runs = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "results.json")["Body"].read())
+    assert len(runs) == total and {r["ProviderID"] for r in runs} == {"mock-a"}
+    summary = obj["status"]["result"]["summary"]
+    assert summary["runs"] == total and "mock-a" in summary["providers"]
+    for kind in ("ConfigValid", "JobCreated", "Ready"):
+        assert condition(obj, kind)["status"] == "True", kind
+    for reason in ("Planned", "JobCreated", "Completed"):
+        wait_event(api, "parallel-eval", reason)
+
+
+def test_killed_worker_still_counts_every_unit_once(cluster: dict[str, Any]) -> None:
+    api, kubelet = cluster["api"], cluster["kubelet"]
+    api.create(job("crash-eval", output=s3_output(cluster["s3_url"])))
+    api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-eval",
+                 lambda o: (dig(o, "status.progress.completed") or 0) >= 2, timeout=30)
+    victim = kubelet.pods("crash-eval-worker")[0]
+    kubelet.kill(victim, signal.SIGKILL)
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-eval", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    progress = obj["status"]["progress"]
+    assert progress["completed"] + progress["failed"] == progress["total"] == SCENARIOS * 4
+    assert obj["status"]["result"]["summary"]["runs"] == progress["total"]
+
+
+def test_provider_overrides_selecting_two_providers_double_the_units(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    api.create(mock_provider("mock-b", {"tier": "production"}))
+    api.create(job("two-providers", providerOverrides={"default": {"selector": {"matchLabels": {
+        "tier": "production"}}}}, output=s3_output(cluster["s3_url"])))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "two-providers", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert obj["status"]["progress"]["total"] == 2 * SCENARIOS * 4
+    assert obj["status"]["resolvedProviders"] == {"default": ["mock-a", "mock-b"]}
+
+
+def test_selector_matching_nothing_fails_naming_the_group(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    api.create(job("no-match", providerOverrides={"judge": {"selector": {"matchLabels": {"role": "evaluator"}}}},
+                   output=s3_output(cluster["s3_url"])))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "no-match", finished, timeout=30)
+    assert obj["status"]["phase"] == "Failed"
+    ready = condition(obj, "Ready")
+    assert ready["reason"] == "NoProviderMatched" and "judge" in ready["message"]
+
+
+def test_cancel_then_ttl_cleans_everything_up(cluster: dict[str, Any], redis_server: Any) -> None:
+    api, kubelet = cluster["api"], cluster["kubelet"]
+    api.create(job("cancel-me", replicas=1, ttlSecondsAfterFinished=1, output=s3_output(cluster["s3_url"])))
+    api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "cancel-me",
+                 lambda o: condition(o, "JobCreated").get("status") == "True", timeout=30)
+    api.patch(ARENA_API_VERSION, "arenajobs", NAMESPACE, "cancel-me", {"spec": {"suspend": True}})
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "cancel-me", finished, timeout=30)
+    assert obj["status"]["phase"] == "Cancelled"
+    api.wait_gone(ARENA_API_VERSION, "arenajobs", NAMESPACE, "cancel-me", timeout=30)
+    api.wait_gone("batch/v1", "jobs", NAMESPACE, "cancel-me-worker", timeout=30)
+    deadline = time.monotonic() + 10
+    client = redis.Redis.from_url(redis_server.url)
+    while client.keys("arena:{arena/cancel-me/*"):
+        assert time.monotonic() < deadline, "Redis keys of the job were not removed"
+        time.sleep(0.1)
+    assert not [p for p in kubelet.pods("cancel-me-worker") if p.running]
