@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ log = logging.getLogger("arena.worker")
 # Errors worth another attempt on another worker: the provider may recover. Others are final for the unit.
 RETRYABLE_KINDS = frozenset({"rate_limited", "server_error", "timeout", "connection", "overloaded", "bad_response"})
 HEARTBEAT_SECONDS = 5.0
+# Exit code after SIGTERM: non-zero, so Kubernetes does not count a stopped worker as a finished one (a
+# work-queue Job completes on its first successful pod).
+EXIT_TERMINATED = 143
 
 
 class WorkerError(Exception):
@@ -154,6 +158,11 @@ class Worker:
             for item in claimed:
                 try:
                     await self.run_unit(item)
+                except asyncio.CancelledError:
+                    # Stopped (SIGTERM: scale-down, cancel): hand the unit back now rather than after the
+                    # visibility timeout.
+                    await asyncio.shield(self.queue.fail(item, "worker stopped before finishing", retryable=True))
+                    raise
                 except SinkError:
                     raise
                 except Exception as exc:  # one bad unit must not stop the worker: it is retried or recorded
@@ -180,10 +189,6 @@ class Worker:
             await self.queue.mark_aggregated(self.sink.url, summary)
 
 
-async def _report_fatal(queue: WorkQueue, message: str) -> None:
-    await queue.report_fatal(message)
-
-
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
     """The worker's whole life; returns the process exit code (0 drained or cancelled, 1 fatal)."""
     client = aioredis.from_url(settings.redis_url)
@@ -203,12 +208,22 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
             sink = sink_for(settings.output, settings.namespace, settings.job, settings.results_dir)
             await sink.check()
         except (WorkerError, SinkError, OSError, ValueError) as exc:
-            await _report_fatal(queue, str(exc))
+            await queue.report_fatal(str(exc))
             log.error("worker cannot start: %s", exc)
             return 1
         if on_ready:
             await on_ready()
-        await Worker(settings, queue, bundle, config, sink, metrics).run()
+        work = asyncio.create_task(Worker(settings, queue, bundle, config, sink, metrics).run())
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
+        try:
+            await work
+        except asyncio.CancelledError:
+            log.info("stopped by SIGTERM; in-flight units handed back to the queue")
+            return EXIT_TERMINATED
+        except SinkError as exc:
+            await queue.report_fatal(str(exc))
+            log.error("results sink failed: %s", exc)
+            return 1
         return 0
     finally:
         metrics.close()

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import redis
 import yaml
 
-from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, wait_event
+from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, events, wait_event
 from tests.fakes.services import GitDaemon
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
@@ -163,3 +164,47 @@ def test_cancel_then_ttl_cleans_everything_up(cluster: dict[str, Any], redis_ser
         assert time.monotonic() < deadline, "Redis keys of the job were not removed"
         time.sleep(0.1)
     assert not [p for p in kubelet.pods("cancel-me-worker") if p.running]
+
+
+def test_pvc_output_and_operator_metrics(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    api.create(job("pvc-eval", replicas=2, output={"type": "pvc", "pvc": {"claimName": "results",
+                                                                          "subPath": "evals/"}}))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "pvc-eval", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert obj["status"]["result"]["url"] == f"pvc://results/evals/{NAMESPACE}/pvc-eval/"
+    root = cluster["kubelet"].workdir / "pvcs" / NAMESPACE / "results" / "evals" / NAMESPACE / "pvc-eval"
+    assert {"junit.xml", "results.json", "report.html", "summary.json"} <= {p.name for p in root.iterdir()}
+    assert len(list((root / "units").iterdir())) == SCENARIOS * 4
+    source = api.get(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts")
+    base = source["status"]["artifact"]["url"].split("/artifacts/")[0]
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert 'arena_operator_jobs{phase="Succeeded"}' in metrics
+    assert 'arena_operator_job_units{job="pvc-eval",namespace="arena",state="completed"} 24.0' in metrics
+    assert "arena_operator_source_fetch_seconds_count" in metrics
+
+
+def test_missing_bucket_fails_the_job_with_the_s3_error(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    output = s3_output(cluster["s3_url"])
+    output["s3"]["bucket"] = "no-such-bucket"
+    api.create(job("bad-bucket", replicas=1, output=output))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "bad-bucket", finished, timeout=60)
+    assert obj["status"]["phase"] == "Failed"
+    ready = condition(obj, "Ready")
+    assert ready["reason"] == "WorkerFailed" and "no-such-bucket" in ready["message"]
+    assert "NoSuchBucket" in ready["message"] or "BucketNotFound" in ready["message"]
+    assert "test" not in ready["message"].split("no-such-bucket")[0].lower().replace("arena", "")
+
+
+def test_autoscaling_follows_the_queue_within_bounds(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    # 24 units at concurrency 4: about 5 pending units per run slot asks for 2 workers, within 1..3
+    api.create(job("autoscaled", workers={"replicas": 1, "minReplicas": 1, "maxReplicas": 3},
+                   output=s3_output(cluster["s3_url"])))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "autoscaled", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    wait_event(api, "autoscaled", "Scaled")
+    messages = [e["message"] for e in events(api, "autoscaled") if e["reason"] == "Scaled"]
+    assert any("1 → 2" in m and "bounds 1..3" in m for m in messages), messages
+    assert obj["status"]["progress"]["completed"] + obj["status"]["progress"]["failed"] == SCENARIOS * 4

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from ..api.arenajob import ArenaJobSpec
 from ..api.conditions import set_condition
@@ -14,6 +15,13 @@ from ..jobs import JobContext, reconcile_job
 from ..queue import WorkQueue, job_key
 from .config import GROUP, JOB_TICK_SECONDS, VERSION
 from .indexes import one
+
+
+REDIS_RETRY_SECONDS = 10
+
+
+def _condition_reason(conditions: list[dict[str, Any]], kind: str) -> str | None:
+    return next((c.get("reason") for c in conditions if c.get("type") == kind), None)
 
 
 def _queue(memo: kopf.Memo, namespace: str, name: str, uid: str) -> WorkQueue:
@@ -57,6 +65,14 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
     rates: dict[str, Any] = memo.setdefault("job_rates", {}).setdefault(uid, {})
     try:
         outcome = await reconcile_job(ctx, rates)
+    except RedisError as exc:
+        memo.metrics.reconcile_errors.labels(kind="RedisUnavailable").inc()
+        message = f"Redis unavailable ({type(exc).__name__}); retrying"
+        if _condition_reason(conditions, "Ready") != "RedisUnavailable":
+            patch.status["conditions"] = set_condition(conditions, "Ready", False, "RedisUnavailable", message,
+                                                       generation)
+            kopf.warn(body, reason="RedisUnavailable", message=message)
+        raise kopf.TemporaryError(message, delay=REDIS_RETRY_SECONDS) from None
     except Exception as exc:
         memo.metrics.reconcile_errors.labels(kind=type(exc).__name__).inc()
         raise

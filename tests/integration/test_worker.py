@@ -1,0 +1,62 @@
+"""Worker pieces against real servers: the artifact download through the operator's own HTTP server (digest
+checked) and the worker's Prometheus endpoint."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from arena_operator.engine.bundle import load_bundle
+from arena_operator.sources.artifact import build_artifact
+from arena_operator.sources.server import ArtifactServer
+from arena_operator.sources.store import ArtifactStore
+from arena_operator.worker import WorkerError, WorkerSettings, fetch_bundle
+from arena_operator.worker_metrics import WorkerMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_fetch_bundle_checks_the_digest(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store")
+    info = build_artifact(REPO / "examples" / "quickstart", tmp_path / "a.tar.gz")
+    stored = store.put("arena", "src", info.digest, tmp_path / "a.tar.gz")
+    server = ArtifactServer(store, "127.0.0.1", 0)
+    port = await server.start()
+    try:
+        url = f"http://127.0.0.1:{port}/artifacts/{stored.relative_url}"
+        bundle = await fetch_bundle(url, info.digest, tmp_path / "ok")
+        assert len(load_bundle(bundle).scenarios) == 6
+        with pytest.raises(WorkerError, match="refusing to run it"):
+            await fetch_bundle(url, "sha256:" + "0" * 64, tmp_path / "bad")
+        with pytest.raises(WorkerError, match="HTTP 404"):
+            await fetch_bundle(url.replace(info.digest[7:17], "f" * 10), info.digest, tmp_path / "missing")
+        with pytest.raises(WorkerError, match="larger than 100 bytes"):
+            await fetch_bundle(url, info.digest, tmp_path / "big", max_bytes=100)
+    finally:
+        await server.stop()
+
+
+def test_worker_metrics_endpoint() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics = WorkerMetrics(port)
+    try:
+        metrics.observe({"Status": "passed", "Duration": 120.0})
+        metrics.observe({"Status": "error", "Duration": 5.0, "Error": "HTTP 429", "ErrorKind": "rate_limited"})
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        # a second worker on the same port (tests run workers side by side) starts without metrics, not a crash
+        WorkerMetrics(port).close()
+    finally:
+        metrics.close()
+    assert 'arena_worker_runs_total{status="passed"} 1.0' in text
+    assert 'arena_worker_provider_errors_total{kind="rate_limited"} 1.0' in text
+    assert "arena_worker_run_duration_seconds_count 2.0" in text
+
+
+def test_worker_settings_require_every_reference() -> None:
+    with pytest.raises(WorkerError, match="ARENA_REDIS_URL"):
+        WorkerSettings.from_env({"ARENA_ARTIFACT_URL": "http://x", "ARENA_ARTIFACT_DIGEST": "sha256:0"})
