@@ -16,7 +16,6 @@ from ..queue import WorkQueue, job_key
 from .config import GROUP, JOB_TICK_SECONDS, VERSION
 from .indexes import one
 
-
 REDIS_RETRY_SECONDS = 10
 
 
