@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
     operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    operator.add_argument("--log-format", choices=("text", "json"), default="text",
+                          help="json: one object a line, with the object's namespace/name (kopf) for log pipelines")
     commands.add_parser("worker", help="run one ArenaJob worker (configured by environment; used in worker pods)")
     push = commands.add_parser("push", help="validate a bundle and push it to an OCI registry as an artifact")
     push.add_argument("path", type=Path, help="bundle directory")
@@ -137,7 +139,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
     from .operator.main import run  # kopf is only imported for the operator
 
-    run(args.namespace, args.liveness)
+    run(args.namespace, args.liveness, args.log_format)
     return EXIT_OK
 
 

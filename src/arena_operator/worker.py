@@ -26,6 +26,7 @@ from .engine.bundle import Bundle, load_bundle
 from .engine.executor import ConversationExecutor
 from .engine.plan import RunCombination
 from .engine.providers.registry import build_providers
+from .logs import setup_logging
 from .queue import Claimed, WorkQueue
 from .resolution import apply_resolved_config
 from .results.aggregate import aggregate
@@ -147,6 +148,10 @@ class Worker:
             return
         await self.sink.put_unit(claimed.unit_id, result)
         await self.queue.complete(claimed, result, unit_outcome(result))
+        log.info("unit %s %s", claimed.unit_id, result.get("Status"),
+                 extra={"job": self.settings.job, "namespace": self.settings.namespace, "unit": claimed.unit_id,
+                        "scenario": unit["scenario"], "provider": unit["provider"], "attempt": claimed.attempt,
+                        "revision": self.config.get("revision", ""), "status": result.get("Status")})
 
     async def _slot(self) -> None:
         while not await self.queue.is_cancelled():
@@ -231,8 +236,7 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("ARENA_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(os.environ.get("ARENA_LOG_FORMAT", "text"), os.environ.get("ARENA_LOG_LEVEL", "INFO"))
     try:
         settings = WorkerSettings.from_env()
     except WorkerError as exc:

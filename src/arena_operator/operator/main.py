@@ -16,9 +16,10 @@ def register_handlers() -> None:
         importlib.import_module(f"arena_operator.operator.{module}")
 
 
-def run(namespaces: list[str], liveness: str | None = None) -> None:
+def run(namespaces: list[str], liveness: str | None = None, log_format: str = "text") -> None:
     register_handlers()
-    kopf.configure(verbose=False)
+    kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+                   log_refkey="object" if log_format == "json" else None)
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not namespaces,
