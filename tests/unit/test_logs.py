@@ -18,7 +18,8 @@ def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
         logging.getLogger("arena.worker").info("unit %s passed", "u1", extra={"job": "j", "unit": "u1",
                                                                              "revision": "main@sha1:abc"})
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["message"] == "unit u1 passed" and line["level"] == "INFO"
     assert (line["job"], line["unit"], line["revision"]) == ("j", "u1", "main@sha1:abc")
