@@ -16,7 +16,7 @@ from .configs import source_info
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid
 from .engine.providers.http import parse_duration
-from .kube import Workloads
+from .kube import Kube, NotFound, Workloads
 from .planning import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 from .queue import WorkQueue
 from .resolution import (
@@ -66,6 +66,7 @@ class JobContext:
     settings: JobSettings
     max_bytes: int
     delete_self: Callable[[], Awaitable[None]]
+    kube: Kube
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -164,6 +165,9 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
         return _finish(ctx, out, "Failed", "InvalidBundle", str(exc))
     if total == 0:
         return _finish(ctx, out, "Failed", "EmptyPlan", "the scenario selection and providers give no work units")
+    problem = await _preflight(ctx, resolved.secrets)
+    if problem is not None:
+        return _finish(ctx, out, "Failed", problem[0], problem[1])
     await ctx.queue.put_config({
         "namespace": ctx.namespace, "job": ctx.name, "type": ctx.spec.type, "revision": info.revision,
         "arenaFile": config.arena_file, "providers": resolved.to_config(), "tools": tools,
@@ -178,6 +182,27 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
                       progressText=f"0/{total}", resolvedProviders=resolved.groups,
                       resolvedTools=resolved_tool_records(ctx.spec, ctx.registries))
     out.event("Normal", "Planned", f"planned {total} work units from {config_name} at {info.revision}")
+    return None
+
+
+async def _preflight(ctx: JobContext, secrets: list[SecretEnv]) -> tuple[str, str] | None:
+    """What a worker pod would need but cannot get: fail now, naming the object (never a value), instead of
+    leaving pods stuck in CreateContainerConfigError or FailedMount."""
+    needed = [(s.secret_name, s.key, f"Provider credential {s.env}") for s in secrets]
+    output = ctx.spec.output
+    if output and output.s3 and output.s3.secret_ref:
+        needed += [(output.s3.secret_ref.name, key, "spec.output.s3.secretRef")
+                   for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    for name, key, what in needed:
+        try:
+            keys = await ctx.kube.secret_keys(ctx.namespace, name)
+        except NotFound:
+            return "SecretNotFound", f"Secret {ctx.namespace}/{name} ({what}) not found"
+        if key not in keys:
+            return "SecretKeyNotFound", f"Secret {ctx.namespace}/{name} has no key {key!r} ({what})"
+    if output and output.pvc and not await ctx.kube.has_pvc(ctx.namespace, output.pvc.claim_name):
+        return "ClaimNotFound", f"PersistentVolumeClaim {ctx.namespace}/{output.pvc.claim_name} (spec.output.pvc) " \
+                                "not found"
     return None
 
 

@@ -50,6 +50,16 @@ class Kube:
         out.update(secret.string_data or {})
         return out
 
+    async def secret_keys(self, namespace: str, name: str) -> set[str]:
+        """The keys of a Secret, to check a reference without handling its values."""
+        try:
+            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound("Secret", namespace, name) from None
+            raise
+        return set(secret.data or {}) | set(secret.string_data or {})
+
     async def config_map(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         """(data, resourceVersion) of a ConfigMap."""
         try:
@@ -59,6 +69,15 @@ class Kube:
                 raise NotFound("ConfigMap", namespace, name) from None
             raise
         return dict(cm.data or {}), str(cm.metadata.resource_version or "")
+
+    async def has_pvc(self, namespace: str, name: str) -> bool:
+        try:
+            await asyncio.to_thread(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def list_custom(self, group: str, version: str, plural: str, namespace: str) -> list[dict[str, Any]]:
         result = await asyncio.to_thread(self.custom.list_namespaced_custom_object, group, version, namespace,

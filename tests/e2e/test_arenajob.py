@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ import redis
 import yaml
 
 from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, events, wait_event
-from tests.fakes.services import GitDaemon
+from tests.e2e.test_arenasource import FLAT_BUNDLE
+from tests.fakes.services import GitDaemon, free_port
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
@@ -52,7 +54,8 @@ def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server
             monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Operator, kubelet, a git repo holding the quickstart, an S3 bucket, a Provider, source and config."""
     git_daemon.create_repo("prompts")
-    git_daemon.work("prompts").commit(quickstart_files())
+    work = git_daemon.work("prompts")
+    work.commit(quickstart_files())
     s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="test",
                       aws_secret_access_key="test")
     s3.create_bucket(Bucket=BUCKET)
@@ -75,7 +78,7 @@ def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server
                                  "workers": 4, "timeout": "5m", "trials": 4}})
         k8s_api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "provider-comparison",
                          lambda o: dig(o, "status.phase") == "Ready", timeout=20)
-        yield {"api": k8s_api, "s3": s3, "kubelet": kubelet, "s3_url": s3_server.url}
+        yield {"api": k8s_api, "s3": s3, "kubelet": kubelet, "s3_url": s3_server.url, "git": work}
 
 
 def s3_output(endpoint: str) -> dict[str, Any]:
@@ -168,6 +171,9 @@ def test_cancel_then_ttl_cleans_everything_up(cluster: dict[str, Any], redis_ser
 
 def test_pvc_output_and_operator_metrics(cluster: dict[str, Any]) -> None:
     api = cluster["api"]
+    api.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "results",
+                                                                                "namespace": NAMESPACE},
+                "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
     api.create(job("pvc-eval", replicas=2, output={"type": "pvc", "pvc": {"claimName": "results",
                                                                           "subPath": "evals/"}}))
     obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "pvc-eval", finished, timeout=60)
@@ -208,3 +214,68 @@ def test_autoscaling_follows_the_queue_within_bounds(cluster: dict[str, Any]) ->
     messages = [e["message"] for e in events(api, "autoscaled") if e["reason"] == "Scaled"]
     assert any("1 → 2" in m and "bounds 1..3" in m for m in messages), messages
     assert obj["status"]["progress"]["completed"] + obj["status"]["progress"]["failed"] == SCENARIOS * 4
+
+
+def test_missing_references_fail_before_any_pod_naming_the_object(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    keyed = mock_provider("keyed", {"tier": "keyed"})
+    keyed["spec"] = {"type": "openai", "model": "gpt-4o-mini",
+                     "credential": {"secretRef": {"name": "openai-credentials"}}}
+    api.create(keyed)
+    api.create(job("no-secret", providerOverrides={"default": {"selector": {"matchLabels": {"tier": "keyed"}}}},
+                   output=s3_output(cluster["s3_url"])))
+    api.create(job("no-claim", output={"type": "pvc", "pvc": {"claimName": "absent"}}))
+    cases = (("no-secret", "SecretNotFound", "Secret arena/openai-credentials (Provider credential"),
+             ("no-claim", "ClaimNotFound", "PersistentVolumeClaim arena/absent"))
+    for name, reason, words in cases:
+        obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, name, finished, timeout=30)
+        assert obj["status"]["phase"] == "Failed"
+        ready = condition(obj, "Ready")
+        assert ready["reason"] == reason and words in ready["message"], ready
+        assert api.get("batch/v1", "jobs", NAMESPACE, f"{name}-worker") is None
+
+
+def test_job_waits_for_its_config_and_config_follows_the_source(cluster: dict[str, Any]) -> None:
+    api = cluster["api"]
+    api.create(job("early", configRef={"name": "later-config"}, output=s3_output(cluster["s3_url"])))
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "early",
+                       lambda o: condition(o, "ConfigValid").get("reason") == "ConfigNotFound", timeout=30)
+    assert obj["status"]["phase"] == "Pending"
+    assert "ArenaConfig arena/later-config not found" in condition(obj, "ConfigValid")["message"]
+    before = api.get(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "provider-comparison")["status"]["revision"]
+    sha = cluster["git"].commit({"README.md": "new revision\n"})
+    api.patch(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts",
+              {"metadata": {"annotations": {"omnia.altairalabs.ai/reconcile-requested-at": "now"}}})
+    obj = api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "provider-comparison",
+                       lambda o: dig(o, "status.revision") == f"main@sha1:{sha}", timeout=30)
+    assert before != obj["status"]["revision"] and obj["status"]["scenarioCount"] == SCENARIOS
+
+
+def test_redis_outage_is_a_condition_and_the_job_recovers(k8s_api: K8sApi, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("ARENA_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch):
+        k8s_api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle",
+                                                                            "namespace": NAMESPACE},
+                        "data": FLAT_BUNDLE})
+        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                        "metadata": {"name": "cm", "namespace": NAMESPACE},
+                        "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
+        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
+                        "metadata": {"name": "provider-comparison", "namespace": NAMESPACE},
+                        "spec": {"sourceRef": {"name": "cm"}}})
+        k8s_api.create(job("outage", replicas=1))
+        obj = k8s_api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "outage",
+                               lambda o: condition(o, "Ready").get("reason") == "RedisUnavailable", timeout=30)
+        assert "Redis unavailable" in condition(obj, "Ready")["message"]
+        wait_event(k8s_api, "outage", "RedisUnavailable", "Warning")
+        redis_proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            obj = k8s_api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "outage",
+                                   lambda o: dig(o, "status.progress.total") == 1, timeout=30)
+            assert condition(obj, "JobCreated")["status"] == "True"
+        finally:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)

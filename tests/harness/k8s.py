@@ -908,6 +908,7 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     declare('', 'v1', 'namespaces', 'Namespace', namespaced=False, subresources=['status'], shortnames=['ns'])
     declare('', 'v1', 'configmaps', 'ConfigMap', shortnames=['cm'])
     declare('', 'v1', 'secrets', 'Secret')
+    declare('', 'v1', 'persistentvolumeclaims', 'PersistentVolumeClaim', subresources=['status'], shortnames=['pvc'])
     declare('', 'v1', 'pods', 'Pod', subresources=['status'], shortnames=['po'], categories=['all'])
     declare('', 'v1', 'services', 'Service', subresources=['status'], shortnames=['svc'], categories=['all'])
     declare('', 'v1', 'events', 'Event', shortnames=['ev'])

@@ -59,7 +59,7 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
         registries=list(tool_registries_by_namespace.get(namespace, [])),
         worker_job=one(worker_jobs, (namespace, name)), queue=_queue(memo, namespace, name, uid),
         store=memo.store, workloads=memo.workloads, settings=memo.job_settings,
-        max_bytes=memo.config.max_artifact_bytes, delete_self=delete_self,
+        max_bytes=memo.config.max_artifact_bytes, delete_self=delete_self, kube=memo.kube,
     )
     rates: dict[str, Any] = memo.setdefault("job_rates", {}).setdefault(uid, {})
     try:
