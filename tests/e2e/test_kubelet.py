@@ -46,6 +46,13 @@ def job_manifest(name: str, command: list[str], *, env: list[dict[str, Any]] | N
     }
 
 
+@pytest.fixture(autouse=True)
+def shared_claim(k8s_api: K8sApi) -> None:
+    """The emulator knows PersistentVolumeClaims, so, as in a cluster, a pod mounts only claims that exist."""
+    k8s_api.create({'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': CLAIM, 'namespace': NS},
+                    'spec': {'accessModes': ['ReadWriteMany'], 'resources': {'requests': {'storage': '1Gi'}}}})
+
+
 def data_dir(kubelet: Kubelet) -> Path:
     return kubelet.workdir / 'pvcs' / NS / CLAIM
 
