@@ -247,6 +247,10 @@ async def step_observe(ctx: JobContext, out: JobOutcome, last: dict[str, Any]) -
     if aggregated is not None:
         out.status["result"] = {"url": aggregated.get("url"), "summary": aggregated.get("summary")}
         summary = aggregated.get("summary") or {}
+        if counters.completed == 0:
+            return _finish(ctx, out, "Failed", "NoUnitRan",
+                           f"none of the {counters.total} units could run (see errorKinds in the summary: "
+                           f"{summary.get('errorKinds', {})}); results at {aggregated.get('url')}")
         return _finish(ctx, out, "Succeeded", "Completed",
                        f"{counters.completed} units completed, {counters.failed} failed; pass rate "
                        f"{summary.get('passRate', 0):.0%}; results at {aggregated.get('url')}")

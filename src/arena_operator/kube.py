@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -37,14 +38,18 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
 
-    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
-        """Decoded values of a Secret. Callers must never log or store them."""
+    async def _read(self, kind: str, read: Callable[[str, str], Any], namespace: str, name: str) -> Any:
+        """One namespaced read; a 404 becomes NotFound naming the object, anything else propagates."""
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+            return await asyncio.to_thread(read, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                raise NotFound("Secret", namespace, name) from None
+                raise NotFound(kind, namespace, name) from None
             raise
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """Decoded values of a Secret. Callers must never log or store them."""
+        secret = await self._read("Secret", self.core.read_namespaced_secret, namespace, name)
         data = secret.data or {}
         out = {key: base64.b64decode(value).decode("utf-8", errors="replace") for key, value in data.items()}
         out.update(secret.string_data or {})
@@ -52,37 +57,21 @@ class Kube:
 
     async def secret_keys(self, namespace: str, name: str) -> set[str]:
         """The keys of a Secret, to check a reference without handling its values."""
-        try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFound("Secret", namespace, name) from None
-            raise
+        secret = await self._read("Secret", self.core.read_namespaced_secret, namespace, name)
         return set(secret.data or {}) | set(secret.string_data or {})
 
     async def config_map(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         """(data, resourceVersion) of a ConfigMap."""
-        try:
-            cm = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFound("ConfigMap", namespace, name) from None
-            raise
+        cm = await self._read("ConfigMap", self.core.read_namespaced_config_map, namespace, name)
         return dict(cm.data or {}), str(cm.metadata.resource_version or "")
 
     async def has_pvc(self, namespace: str, name: str) -> bool:
         try:
-            await asyncio.to_thread(self.core.read_namespaced_persistent_volume_claim, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+            await self._read("PersistentVolumeClaim", self.core.read_namespaced_persistent_volume_claim, namespace,
+                             name)
+        except NotFound:
+            return False
         return True
-
-    async def list_custom(self, group: str, version: str, plural: str, namespace: str) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(self.custom.list_namespaced_custom_object, group, version, namespace,
-                                         plural)
-        return list(result.get("items", []))
 
     def close(self) -> None:
         self.api_client.close()
