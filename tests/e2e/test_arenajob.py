@@ -3,9 +3,11 @@ kubelet as real `arena worker` processes → Redis → S3 (moto_server) → stat
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,3 +281,47 @@ def test_redis_outage_is_a_condition_and_the_job_recovers(k8s_api: K8sApi, tmp_p
         finally:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
+
+
+class _OrderTool(http.server.BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append(body)
+        reply = json.dumps({"order_id": body.get("order_id"), "status": "delivered-by-live-tool"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet: the test asserts on `calls`."""
+
+
+def test_tool_registry_override_reaches_the_workers(cluster: dict[str, Any]) -> None:
+    api, s3 = cluster["api"], cluster["s3"]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrderTool)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api.create({"apiVersion": ARENA_API_VERSION, "kind": "ToolRegistry",
+                    "metadata": {"name": "orders-live", "namespace": NAMESPACE, "labels": {"environment": "test"}},
+                    "spec": {"handlers": [{"name": "orders", "type": "http",
+                                           "tool": {"name": "lookup_order", "description": "Live order lookup"},
+                                           "httpConfig": {"endpoint": f"http://127.0.0.1:{server.server_port}/o",
+                                                          "method": "POST"}}]}})
+        api.create(job("live-tools", replicas=1, scenarios={"include": ["order-status"]},
+                       toolRegistryOverride={"selector": {"matchLabels": {"environment": "test"}}},
+                       output=s3_output(cluster["s3_url"])))
+        obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "live-tools", finished, timeout=60)
+    finally:
+        server.shutdown()
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert obj["status"]["resolvedTools"][0]["name"] == "lookup_order"
+    assert [c["order_id"] for c in _OrderTool.calls] == ["A1234"] * 4
+    prefix = f"evals/parallel/{NAMESPACE}/live-tools/"
+    runs = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "results.json")["Body"].read())
+    results = [m["tool_result"]["content"] for r in runs for m in r["Messages"] if m.get("tool_result")]
+    assert len(results) == 4 and all("delivered-by-live-tool" in r for r in results)
