@@ -111,3 +111,13 @@ def test_mock_provider_flag_replaces_real_providers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
     runs = json.loads((tmp_path / "o" / "results.json").read_text())
     assert sum(r["Status"] == "passed" for r in runs) == 5
+
+
+def test_large_local_run_bounds_the_html_report(tmp_path: Path) -> None:
+    done = arena("run", "examples/quickstart", "--trials", "25", "-q", "--formats", "json",
+                 "--out", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "o" / "report.html").read_text()
+    # 5 passing scenarios × 20 shown + all 25 failures of `escalation`, of 150 runs; every run stays in the JSON
+    assert "showing 125 of 150 runs" in html
+    assert len(json.loads((tmp_path / "o" / "results.json").read_text())) == 150

@@ -26,13 +26,12 @@ from typing import Any
 
 from .formats import FORMATS, jsonl_line, write_csv, write_junit
 from .report import write_html
+from .selection import HTML_FAILURE_LIMIT, DetailSelection, cell_of
 from .sinks import ResultSink
 from .summary import Summary
 from .writer import FILE_NAMES, JSONL, SUMMARY, read_jsonl
 
 DEFAULT_FORMATS = ("json", "jsonl", "junit", "csv")
-HTML_FAILURE_LIMIT = 500
-MAX_PASSED_DETAIL = 2000
 CONTENT_TYPES = {
     FILE_NAMES["json"]: "application/json",
     JSONL: "application/x-ndjson",
@@ -58,64 +57,6 @@ def _key(run: dict[str, Any], offset: int, length: int) -> _Key:
             _trial(run), str(run.get("RunID", "")), offset, length)
 
 
-def fair_share(counts: Iterable[int], cap: int) -> int:
-    """The largest per-cell quota L with sum(min(count, L)) <= cap, so every cell with failures shows some."""
-    ordered = sorted(counts)
-    remaining = cap
-    for index, count in enumerate(ordered):
-        share = remaining // (len(ordered) - index)
-        if count > share:
-            return share
-        remaining -= count
-    return ordered[-1] if ordered else 0
-
-
-class DetailSelection:
-    """The runs the HTML report shows in full: failed/errored runs up to `failure_limit` (all of them when there
-    are fewer, else a fair share per scenario × provider cell), and up to `per_cell` passed runs per cell."""
-
-    def __init__(self, per_cell: int, failure_limit: int, failures_per_cell: Counter[tuple[str, str]],
-                 passed_limit: int = MAX_PASSED_DETAIL) -> None:
-        self.per_cell, self.failure_limit, self.passed_limit = per_cell, failure_limit, passed_limit
-        self.failure_quota = fair_share(failures_per_cell.values(), failure_limit)
-        # Slots the even quota leaves unused go, one each, to the first cells (in report order) that have more.
-        self._spare = failure_limit - sum(min(n, self.failure_quota) for n in failures_per_cell.values())
-        self.runs: list[dict[str, Any]] = []
-        self.failures = 0
-        self.passed = 0
-        self.seen = 0
-        self._failed_cells: Counter[tuple[str, str]] = Counter()
-        self._passed_cells: Counter[tuple[str, str]] = Counter()
-
-    def offer(self, run: dict[str, Any]) -> None:
-        self.seen += 1
-        cell = _cell(run)
-        if run.get("Status") != "passed":
-            shown = self._failed_cells[cell]
-            spare = shown == self.failure_quota and self._spare > 0
-            if (shown < self.failure_quota or spare) and self.failures < self.failure_limit:
-                self._spare -= spare
-                self._failed_cells[cell] += 1
-                self.failures += 1
-                self.runs.append(run)
-        elif self._passed_cells[cell] < self.per_cell and self.passed < self.passed_limit:
-            self._passed_cells[cell] += 1
-            self.passed += 1
-            self.runs.append(run)
-
-    def note(self, where: str) -> str | None:
-        """The header line saying what is shown, when it is not every run."""
-        if len(self.runs) == self.seen:
-            return None
-        return (f"showing {len(self.runs):,} of {self.seen:,} runs: failed and errored runs (up to "
-                f"{self.failure_limit:,}) and up to {self.per_cell:,} passed runs per scenario × provider; "
-                f"every run is in {where}")
-
-
-def _cell(run: dict[str, Any]) -> tuple[str, str]:
-    return str(run.get("ScenarioID", "")), str(run.get("ProviderID", ""))
-
-
 async def _spool(sink: ResultSink, path: Path) -> tuple[list[_Key], Counter[tuple[str, str]]]:
     """Read every unit from the sink once, appending it to `path`; returns the sorted keys and the number of
     failed/errored runs per scenario × provider cell."""
@@ -129,7 +70,7 @@ async def _spool(sink: ResultSink, path: Path) -> tuple[list[_Key], Counter[tupl
             keys.append(_key(run, offset, len(line)))
             offset += len(line)
             if run.get("Status") != "passed":
-                failures[_cell(run)] += 1
+                failures[cell_of(run)] += 1
     keys.sort()
     return keys, failures
 
