@@ -137,6 +137,9 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
     """Once: check the config, resolve providers and tools, plan, and stream the units into Redis."""
     if (ctx.status.get("progress") or {}).get("total") is not None:
         return None
+    unsupported = unsupported_reason(ctx.spec)
+    if unsupported:
+        return _finish(ctx, out, "Failed", "Unsupported", unsupported)
     config_name = ctx.spec.config_ref.name
     if ctx.config is None:
         return _wait_for_config(ctx, out, "ConfigNotFound", f"ArenaConfig {ctx.namespace}/{config_name} not found")
@@ -292,6 +295,15 @@ async def reconcile_job(ctx: JobContext, last: dict[str, Any]) -> JobOutcome:
         if decided is not None:
             return decided
     return await step_observe(ctx, out, last)
+
+
+def unsupported_reason(spec: ArenaJobSpec) -> str | None:
+    """Say so plainly rather than run something other than what the manifest asks for."""
+    if spec.type != "evaluation":
+        return f"spec.type {spec.type!r} is not implemented by this operator version yet (evaluation is)"
+    if spec.schedule is not None:
+        return "spec.schedule (recurring runs) is not implemented by this operator version yet"
+    return None
 
 
 def _formats(spec: ArenaJobSpec) -> list[str]:

@@ -36,3 +36,4 @@ def test_limit_and_batches(quickstart: Path) -> None:
         count_units(bundle, inputs, limit=100)
     sizes = [len(b) for b in batches(iter_units(bundle, inputs), size=128)]
     assert sizes == [128, 128, 44]
+
