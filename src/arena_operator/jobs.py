@@ -248,7 +248,9 @@ async def step_observe(ctx: JobContext, out: JobOutcome, last: dict[str, Any]) -
         return _finish(ctx, out, "Failed", "WorkerFailed", fatal)
     aggregated = await ctx.queue.aggregated()
     if aggregated is not None:
-        out.status["result"] = {"url": aggregated.get("url"), "summary": aggregated.get("summary")}
+        out.status["result"] = {"summary": aggregated.get("summary")}
+        if aggregated.get("url"):
+            out.status["result"]["url"] = aggregated["url"]
         summary = aggregated.get("summary") or {}
         if counters.completed == 0:
             return _finish(ctx, out, "Failed", "NoUnitRan",
@@ -256,7 +258,9 @@ async def step_observe(ctx: JobContext, out: JobOutcome, last: dict[str, Any]) -
                            f"{summary.get('errorKinds', {})}); results at {aggregated.get('url')}")
         return _finish(ctx, out, "Succeeded", "Completed",
                        f"{counters.completed} units completed, {counters.failed} failed; pass rate "
-                       f"{summary.get('passRate', 0):.0%}; results at {aggregated.get('url')}")
+                       f"{summary.get('passRate', 0):.0%}; "
+                       + (f"results at {aggregated['url']}" if aggregated.get("url") else
+                          "no spec.output: summary only, in status.result.summary"))
     failed = _condition(job_status.get("conditions"), "Failed")
     if failed.get("status") == "True":
         return _finish(ctx, out, "Failed", "WorkerJobFailed",

@@ -31,6 +31,7 @@ from .queue import Claimed, WorkQueue
 from .resolution import apply_resolved_config
 from .results.aggregate import aggregate
 from .results.sinks import ResultSink, SinkError, sink_for
+from .results.summary import Summary
 from .sources.artifact import DEFAULT_MAX_BYTES, safe_extract
 from .worker_metrics import WorkerMetrics
 
@@ -104,6 +105,14 @@ async def fetch_bundle(url: str, digest: str, dest: Path, max_bytes: int = DEFAU
     return dest
 
 
+async def summary_from_queue(queue: WorkQueue) -> dict[str, Any]:
+    """A job without `spec.output` keeps no files: its summary comes from the compact records in Redis."""
+    summary = Summary()
+    async for _unit_id, record in queue.done_results():
+        summary.add(record.get("result") or {"Status": "error", "ErrorKind": "failed", "Error": record.get("error")})
+    return summary.to_dict()
+
+
 def unit_outcome(run: dict[str, Any]) -> str:
     if run.get("Error"):
         return "error"
@@ -114,7 +123,7 @@ class Worker:
     """Runs units of one job with bounded concurrency; safe to crash at any point (the queue reclaims)."""
 
     def __init__(self, settings: WorkerSettings, queue: WorkQueue, bundle: Bundle, config: dict[str, Any],
-                 sink: ResultSink, metrics: WorkerMetrics) -> None:
+                 sink: ResultSink | None, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.queue = queue
         self.config = config
@@ -143,10 +152,11 @@ class Worker:
         kind = result.get("ErrorKind") or ""
         if result.get("Error") and kind in RETRYABLE_KINDS:
             recorded = await self.queue.fail(claimed, f"{kind}: {result['Error']}", retryable=True)
-            if recorded:
+            if recorded and self.sink is not None:
                 await self.sink.put_unit(claimed.unit_id, result)
             return
-        await self.sink.put_unit(claimed.unit_id, result)
+        if self.sink is not None:
+            await self.sink.put_unit(claimed.unit_id, result)
         await self.queue.complete(claimed, result, unit_outcome(result))
         log.info("unit %s %s", claimed.unit_id, result.get("Status"),
                  extra={"job": self.settings.job, "namespace": self.settings.namespace, "unit": claimed.unit_id,
@@ -190,6 +200,9 @@ class Worker:
             formats = self.config.get("formats") or ["json", "junit", "csv"]
             meta = {"job": f"{self.settings.namespace}/{self.settings.job}",
                     "revision": self.config.get("revision", "")}
+            if self.sink is None:
+                await self.queue.mark_aggregated("", await summary_from_queue(self.queue))
+                return
             summary = await aggregate(self.sink, formats, meta=meta)
             await self.queue.mark_aggregated(self.sink.url, summary)
 
@@ -210,8 +223,10 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
                                            Path(tempfile.mkdtemp(dir=settings.workdir)) / "bundle")
             bundle = load_bundle(directory / config["arenaFile"] if config.get("arenaFile") else directory)
             apply_resolved_config(bundle, config)
-            sink = sink_for(settings.output, settings.namespace, settings.job, settings.results_dir)
-            await sink.check()
+            sink = sink_for(settings.output, settings.namespace, settings.job, settings.results_dir) \
+                if settings.output else None
+            if sink is not None:
+                await sink.check()
         except (WorkerError, SinkError, OSError, ValueError) as exc:
             await queue.report_fatal(str(exc))
             log.error("worker cannot start: %s", exc)

@@ -325,3 +325,18 @@ def test_tool_registry_override_reaches_the_workers(cluster: dict[str, Any]) -> 
     runs = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "results.json")["Body"].read())
     results = [m["tool_result"]["content"] for r in runs for m in r["Messages"] if m.get("tool_result")]
     assert len(results) == 4 and all("delivered-by-live-tool" in r for r in results)
+
+
+def test_basic_job_without_output_keeps_a_summary(cluster: dict[str, Any]) -> None:
+    """The seed's "Basic Evaluation Job": only configRef. No files are written; the summary is in status."""
+    api = cluster["api"]
+    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob",
+                "metadata": {"name": "basic-eval", "namespace": NAMESPACE},
+                "spec": {"configRef": {"name": "provider-comparison"}}})
+    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "basic-eval", finished, timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    summary = obj["status"]["result"]["summary"]
+    assert summary["runs"] == SCENARIOS * 4 and summary["passed"] + summary["failed"] == SCENARIOS * 4
+    assert "url" not in obj["status"]["result"]
+    worker = api.get("batch/v1", "jobs", NAMESPACE, "basic-eval-worker")
+    assert worker is not None and worker["spec"]["parallelism"] == 4  # the config's `workers: 4`
