@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -43,10 +44,13 @@ class RunProgress:
 
 def print_summary(console: Console, outcome: LocalRunOutcome) -> None:
     summary = outcome.summary
-    table = Table(title="Results by provider")
-    for column in ("provider", "runs", "passed", "failed", "errors", "p50 ms", "p95 ms", "tokens", "cost $"):
-        table.add_column(column, justify="left" if column == "provider" else "right")
+    table = Table(title="Results by provider (latency p50/p95 in ms, cost in USD)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
     rows = [*sorted(summary.by_provider.items()), ("total", summary.total)]
+    # Provider ids are what people search for: never truncated; the numbers are short.
+    table.add_column("provider", no_wrap=True, min_width=max(len(name) for name, _ in rows))
+    for column in ("runs", "passed", "failed", "errors", "p50", "p95", "tokens", "cost"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for name, tally in rows:
         table.add_row(
             name, str(tally.runs), f"[green]{tally.passed}", f"[red]{tally.failed}" if tally.failed else "0",
