@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 
 import kopf
 
@@ -18,6 +19,7 @@ def register_handlers() -> None:
 
 def run(namespaces: list[str], liveness: str | None = None, log_format: str = "text") -> None:
     register_handlers()
+    logging.getLogger().handlers.clear()  # kopf installs its own (text or JSON) handler: one line per record
     kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
                    log_refkey="object" if log_format == "json" else None)
     asyncio.run(kopf.operator(
