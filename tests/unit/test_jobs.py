@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pydantic
+import pytest
+
 from arena_operator.api.arenajob import ArenaJobSpec
+from arena_operator.api.kinds import spec_problems
 from arena_operator.jobs import unsupported_reason
 
 
@@ -12,3 +16,11 @@ def test_unsupported_job_kinds_are_named() -> None:
     assert "loadtest" in str(unsupported_reason(ArenaJobSpec.model_validate({**base, "type": "loadtest"})))
     nightly = ArenaJobSpec.model_validate({**base, "schedule": {"cron": "0 2 * * *"}})
     assert "schedule" in str(unsupported_reason(nightly))
+
+
+def test_invalid_spec_message_names_each_field() -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        ArenaJobSpec.model_validate({"configRef": {"name": "c"}, "type": "loadtesting", "replicas": 3})
+    message = spec_problems(caught.value)
+    assert "spec.type: Input should be 'evaluation', 'loadtest' or 'datagen', got 'loadtesting'" in message
+    assert "spec.replicas: unknown field" in message

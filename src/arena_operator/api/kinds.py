@@ -124,6 +124,11 @@ def _path(location: tuple[int | str, ...]) -> str:
     return text or "(root)"
 
 
+def spec_problems(error: ValidationError) -> str:
+    """A spec's validation errors as one condition message: `spec.workers.replicas: …; spec.type: …`."""
+    return "; ".join(f"spec.{problem}" for problem in validation_problems(error))
+
+
 def validation_problems(error: ValidationError) -> list[str]:
     """Readable ``path: message`` lines from a pydantic error (paths in wire names, i.e. camelCase)."""
     problems = []

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ..api.arenaconfig import ArenaConfigSpec
 from ..api.conditions import set_condition
+from ..api.kinds import spec_problems
 from ..configs import source_info, validate_config
 from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
 from .indexes import one
@@ -31,7 +32,7 @@ def arenaconfig_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
         config = ArenaConfigSpec.model_validate(dict(spec))
     except ValidationError as error:
         config = None
-        problem = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        problem = spec_problems(error)
     source = one(arena_sources, (namespace, config.source_ref.name)) if config else None
     providers = list(providers_by_namespace.get(namespace, []))
     fingerprint = _fingerprint(generation, source, providers)

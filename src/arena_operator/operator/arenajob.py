@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from ..api.arenajob import ArenaJobSpec
 from ..api.conditions import set_condition
+from ..api.kinds import spec_problems
 from ..jobs import JobContext, reconcile_job
 from ..queue import WorkQueue, job_key
 from .config import GROUP, JOB_TICK_SECONDS, VERSION
@@ -39,7 +40,7 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
         job = ArenaJobSpec.model_validate(dict(spec))
     except ValidationError as error:
         if status.get("phase") != "Failed":
-            problem = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            problem = spec_problems(error)
             patch.status.update(phase="Failed", message=problem, observedGeneration=generation,
                                 conditions=set_condition(conditions, "Ready", False, "InvalidSpec", problem,
                                                          generation))

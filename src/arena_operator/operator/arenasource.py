@@ -8,7 +8,7 @@ import kopf
 from pydantic import ValidationError
 
 from ..api.conditions import set_condition
-from ..api.kinds import ArenaSourceSpec
+from ..api.kinds import ArenaSourceSpec, spec_problems
 from ..sources.reconcile import Outcome, SourceContext, is_due, reconcile_source
 from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
 
@@ -34,7 +34,7 @@ def _invalid_spec(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], er
                   generation: int) -> None:
     if status.get("observedGeneration") == generation:
         return
-    problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+    problems = spec_problems(error)
     outcome = Outcome(status={"phase": "Error", "observedGeneration": generation},
                       conditions=[("Ready", False, "InvalidSpec", problems)])
     _apply(body, patch, status, outcome, generation)
