@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from .engine.bundle import Bundle, load_bundle
 from .engine.executor import ConversationExecutor
@@ -213,9 +214,14 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
     metrics = WorkerMetrics(settings.metrics_port)
     try:
         queue = WorkQueue(client, settings.job_key)
-        config = await queue.get_config()
+        try:
+            config = await queue.get_config()
+        except RedisError as exc:  # redis-py names host and port, never the password; the URL is not logged
+            log.error("cannot reach Redis: %s: %s", type(exc).__name__, exc)
+            return 1
         if config is None:
-            raise WorkerError(f"no job config in Redis under {settings.job_key} (was the job deleted?)")
+            log.error("no job config in Redis under %s (was the job deleted?)", settings.job_key)
+            return 1
         queue = WorkQueue(client, settings.job_key, visibility_timeout=float(config.get("visibilityTimeout", 120)),
                           max_attempts=int(config.get("maxAttempts", 3)))
         try:

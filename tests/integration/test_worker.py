@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from arena_operator.engine.bundle import load_bundle
 from arena_operator.sources.artifact import build_artifact
 from arena_operator.sources.server import ArtifactServer
 from arena_operator.sources.store import ArtifactStore
-from arena_operator.worker import WorkerError, WorkerSettings, fetch_bundle
+from arena_operator.worker import WorkerError, WorkerSettings, fetch_bundle, run_worker
 from arena_operator.worker_metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +61,15 @@ def test_worker_metrics_endpoint() -> None:
 def test_worker_settings_require_every_reference() -> None:
     with pytest.raises(WorkerError, match="ARENA_REDIS_URL"):
         WorkerSettings.from_env({"ARENA_ARTIFACT_URL": "http://x", "ARENA_ARTIFACT_DIGEST": "sha256:0"})
+
+
+async def test_worker_without_redis_or_config_exits_1_without_leaking_the_url(
+        redis_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings = WorkerSettings(artifact_url="http://127.0.0.1:1/a", artifact_digest="sha256:0",
+                              redis_url="redis://:s3cret-pass@127.0.0.1:1/0", job_key="arena:{ns/j/u}", output={},
+                              namespace="ns", job="j")
+    assert await run_worker(settings) == 1
+    assert "s3cret-pass" not in caplog.text and "cannot reach Redis" in caplog.text
+    settings.redis_url = redis_server.url
+    assert await run_worker(settings) == 1
+    assert "no job config in Redis under arena:{ns/j/u}" in caplog.text
