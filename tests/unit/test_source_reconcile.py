@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from arena_operator.api.arenasource import ArenaSourceSpec
+from arena_operator.operator.config import OperatorConfig
 from arena_operator.sources import reconcile as rc
 from arena_operator.sources.errors import SourceError
 from arena_operator.sources.store import ArtifactStore
@@ -146,3 +147,15 @@ async def test_moved_artifact_server_updates_urls_without_fetching(tmp_path: Pat
     out = await rc.reconcile_source(moved)
     assert out.status["artifact"]["url"].startswith("http://new-svc:9090/artifacts/ns/src/")
     assert fetcher.fetches == 1
+
+
+def test_artifact_base_url_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARENA_ARTIFACT_HOST", "0.0.0.0")
+    monkeypatch.setenv("POD_IP", "10.1.2.3")
+    monkeypatch.delenv("ARENA_ARTIFACT_BASE_URL", raising=False)
+    assert OperatorConfig.from_env().base_url(8080) == "http://10.1.2.3:8080"
+    monkeypatch.setenv("ARENA_ARTIFACT_BASE_URL", "http://arena-operator.arena-system.svc:8080")
+    assert OperatorConfig.from_env().base_url(8080) == "http://arena-operator.arena-system.svc:8080"
+    monkeypatch.setenv("ARENA_ARTIFACT_HOST", "127.0.0.1")
+    monkeypatch.delenv("ARENA_ARTIFACT_BASE_URL")
+    assert OperatorConfig.from_env().base_url(9) == "http://127.0.0.1:9"

@@ -54,10 +54,13 @@ class OperatorConfig:
         )
 
     def base_url(self, port: int) -> str:
+        """How workers reach the artifact server: the configured URL (the chart's Service), else this pod's IP
+        (downward API POD_IP; artifact URLs follow when it changes), else this host."""
         if self.artifact_base_url:
             return self.artifact_base_url
-        host = "127.0.0.1" if self.artifact_host in ("127.0.0.1", "localhost") else socket.getfqdn()
-        return f"http://{host}:{port}"
+        if self.artifact_host in ("127.0.0.1", "localhost"):
+            return f"http://127.0.0.1:{port}"
+        return f"http://{os.environ.get('POD_IP') or socket.getfqdn()}:{port}"
 
 
 # How often each job's timer wakes to copy progress, launch, scale or finish.
