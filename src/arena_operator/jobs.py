@@ -44,6 +44,7 @@ class JobSettings:
     max_units: int
     config_wait: float  # seconds a job waits for its ArenaConfig to become Ready before failing
     visibility_timeout: float = 120.0
+    aggregation_lease: float = 30.0
 
 
 @dataclass
@@ -176,6 +177,7 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
         "arenaFile": config.arena_file, "providers": resolved.to_config(), "tools": tools,
         "unitTimeout": _seconds(config.timeout), "visibilityTimeout": ctx.settings.visibility_timeout,
         "maxAttempts": ctx.spec.max_attempts, "formats": _formats(ctx.spec), "concurrency": config.concurrency,
+        "aggregationLease": ctx.settings.aggregation_lease,
     })
     for batch in batches(iter_units(bundle, inputs)):
         await ctx.queue.enqueue(batch)

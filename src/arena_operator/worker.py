@@ -41,6 +41,8 @@ log = logging.getLogger("arena.worker")
 # Errors worth another attempt on another worker: the provider may recover. Others are final for the unit.
 RETRYABLE_KINDS = frozenset({"rate_limited", "server_error", "timeout", "connection", "overloaded", "bad_response"})
 HEARTBEAT_SECONDS = 5.0
+# How long an aggregator that stopped renewing (it died) blocks the others before one of them takes over.
+AGGREGATION_LEASE_SECONDS = 30.0
 # Exit code after SIGTERM: non-zero, so Kubernetes does not count a stopped worker as a finished one (a
 # work-queue Job completes on its first successful pod).
 EXIT_TERMINATED = 143
@@ -104,6 +106,27 @@ async def fetch_bundle(url: str, digest: str, dest: Path, max_bytes: int = DEFAU
     await asyncio.to_thread(safe_extract, archive, dest, max_bytes)
     archive.unlink()
     return dest
+
+
+async def aggregate_or_wait(queue: WorkQueue, consumer: str, lease: float,
+                            write_reports: Callable[[], Awaitable[None]]) -> None:
+    """After the drain, exactly one worker writes the reports under a short lease it keeps renewing; the others
+    wait until it is done, so that if it dies (its lease expires) one of them — or a replacement pod — takes over."""
+    while await queue.is_drained() and await queue.aggregated() is None:
+        if await queue.claim_aggregation(consumer, lease=lease):
+            renew = asyncio.create_task(_renew_lease(queue, consumer, lease))
+            try:
+                await write_reports()
+            finally:
+                renew.cancel()
+            return
+        await asyncio.sleep(min(1.0, lease / 3))
+
+
+async def _renew_lease(queue: WorkQueue, consumer: str, lease: float) -> None:
+    while True:
+        await asyncio.sleep(lease / 3)
+        await queue.claim_aggregation(consumer, lease=lease)
 
 
 async def summary_from_queue(queue: WorkQueue) -> dict[str, Any]:
@@ -197,15 +220,17 @@ class Worker:
         finally:
             beat.cancel()
             await self.executor.aclose()
-        if await self.queue.is_drained() and await self.queue.claim_aggregation(self.settings.consumer):
-            formats = self.config.get("formats") or ["json", "junit", "csv"]
-            meta = {"job": f"{self.settings.namespace}/{self.settings.job}",
-                    "revision": self.config.get("revision", "")}
-            if self.sink is None:
-                await self.queue.mark_aggregated("", await summary_from_queue(self.queue))
-                return
-            summary = await aggregate(self.sink, formats, meta=meta)
-            await self.queue.mark_aggregated(self.sink.url, summary)
+        lease = float(self.config.get("aggregationLease") or AGGREGATION_LEASE_SECONDS)
+        await aggregate_or_wait(self.queue, self.settings.consumer, lease, self._aggregate)
+
+    async def _aggregate(self) -> None:
+        if self.sink is None:
+            await self.queue.mark_aggregated("", await summary_from_queue(self.queue))
+            return
+        formats = self.config.get("formats") or ["json", "junit", "csv"]
+        meta = {"job": f"{self.settings.namespace}/{self.settings.job}", "revision": self.config.get("revision", "")}
+        summary = await aggregate(self.sink, formats, meta=meta)
+        await self.queue.mark_aggregated(self.sink.url, summary)
 
 
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:

@@ -63,13 +63,14 @@ def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server
     s3.create_bucket(Bucket=BUCKET)
     monkeypatch.setenv("ARENA_REDIS_URL", redis_server.url)
     monkeypatch.setenv("ARENA_VISIBILITY_TIMEOUT_SECONDS", "1")
-    monkeypatch.setenv("ARENA_JOB_TICK_SECONDS", "0.2")
+    monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
     with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch), \
             Kubelet(k8s_api, tmp_path / "kubelet", namespaces=[NAMESPACE]) as kubelet:
         k8s_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials",
                                                                          "namespace": NAMESPACE},
                         "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}})
         k8s_api.create(mock_provider("mock-a", {"tier": "production"}, latency_ms=50))
+        k8s_api.create(mock_provider("mock-slow", {"speed": "slow"}, latency_ms=400))
         k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
                         "metadata": {"name": "my-prompts", "namespace": NAMESPACE},
                         "spec": {"type": "git", "interval": "5m",
@@ -118,9 +119,12 @@ def test_multi_worker_evaluation_succeeds_with_reports_in_s3(cluster: dict[str, 
         wait_event(api, "parallel-eval", reason)
 
 
+SLOW = {"default": {"selector": {"matchLabels": {"speed": "slow"}}}}  # ~0.4 s per model call: time to interfere
+
+
 def test_killed_worker_still_counts_every_unit_once(cluster: dict[str, Any]) -> None:
     api, kubelet = cluster["api"], cluster["kubelet"]
-    api.create(job("crash-eval", output=s3_output(cluster["s3_url"])))
+    api.create(job("crash-eval", providerOverrides=SLOW, output=s3_output(cluster["s3_url"])))
     api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-eval",
                  lambda o: (dig(o, "status.progress.completed") or 0) >= 2, timeout=30)
     victim = kubelet.pods("crash-eval-worker")[0]
@@ -208,7 +212,7 @@ def test_missing_bucket_fails_the_job_with_the_s3_error(cluster: dict[str, Any])
 def test_autoscaling_follows_the_queue_within_bounds(cluster: dict[str, Any]) -> None:
     api = cluster["api"]
     # 24 units at concurrency 4: about 5 pending units per run slot asks for 2 workers, within 1..3
-    api.create(job("autoscaled", workers={"replicas": 1, "minReplicas": 1, "maxReplicas": 3},
+    api.create(job("autoscaled", workers={"replicas": 1, "minReplicas": 1, "maxReplicas": 3}, providerOverrides=SLOW,
                    output=s3_output(cluster["s3_url"])))
     obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "autoscaled", finished, timeout=60)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]

@@ -3,18 +3,21 @@ checked) and the worker's Prometheus endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from arena_operator.engine.bundle import load_bundle
+from arena_operator.queue import WorkQueue, job_key
 from arena_operator.sources.artifact import build_artifact
 from arena_operator.sources.server import ArtifactServer
 from arena_operator.sources.store import ArtifactStore
-from arena_operator.worker import WorkerError, WorkerSettings, fetch_bundle, run_worker
+from arena_operator.worker import WorkerError, WorkerSettings, aggregate_or_wait, fetch_bundle, run_worker
 from arena_operator.worker_metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,3 +76,28 @@ async def test_worker_without_redis_or_config_exits_1_without_leaking_the_url(
     settings.redis_url = redis_server.url
     assert await run_worker(settings) == 1
     assert "no job config in Redis under arena:{ns/j/u}" in caplog.text
+
+
+async def test_a_dead_aggregator_is_replaced_once_its_lease_expires(redis_server: Any) -> None:
+    client = aioredis.from_url(redis_server.url)
+    queue = WorkQueue(client, job_key("ns", "j", "u1"), visibility_timeout=5)
+    try:
+        await queue.enqueue([{"id": "a"}])
+        await queue.seal()
+        [claimed] = await queue.claim("w1")
+        await queue.complete(claimed, {"Status": "passed"}, "passed")
+        assert await queue.claim_aggregation("dead-worker", lease=0.5)  # claims, then never writes or renews
+        written: list[str] = []
+
+        async def write_reports() -> None:
+            written.append("w2")
+            await queue.mark_aggregated("s3://b/p/", {"runs": 1})
+
+        await asyncio.wait_for(aggregate_or_wait(queue, "w2", 0.5, write_reports), timeout=10)
+        assert written == ["w2"] and (await queue.aggregated() or {})["url"] == "s3://b/p/"
+        # a late worker finds the reports written and leaves at once
+        await asyncio.wait_for(aggregate_or_wait(queue, "w3", 0.5, write_reports), timeout=2)
+        assert written == ["w2"]
+    finally:
+        await queue.delete()
+        await client.aclose()

@@ -34,6 +34,7 @@ class OperatorConfig:
     max_units: int
     config_wait_seconds: float
     visibility_timeout: float
+    aggregation_lease: float
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -51,6 +52,7 @@ class OperatorConfig:
             max_units=int(os.environ.get("ARENA_MAX_UNITS", DEFAULT_MAX_UNITS)),
             config_wait_seconds=float(os.environ.get("ARENA_CONFIG_WAIT_SECONDS", "600")),
             visibility_timeout=float(os.environ.get("ARENA_VISIBILITY_TIMEOUT_SECONDS", "120")),
+            aggregation_lease=float(os.environ.get("ARENA_AGGREGATION_LEASE_SECONDS", "30")),
         )
 
     def base_url(self, port: int) -> str:
