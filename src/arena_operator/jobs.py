@@ -263,6 +263,11 @@ async def step_observe(ctx: JobContext, out: JobOutcome, last: dict[str, Any]) -
                        f"{summary.get('passRate', 0):.0%}; "
                        + (f"results at {aggregated['url']}" if aggregated.get("url") else
                           "no spec.output: summary only, in status.result.summary"))
+    complete = _condition(job_status.get("conditions"), "Complete")
+    if complete.get("status") == "True" and await ctx.queue.aggregated() is None:
+        return _finish(ctx, out, "Failed", "NoReports",
+                       f"the worker Job completed without writing reports; {counters.completed + counters.failed}/"
+                       f"{counters.total} units done, partial results kept")
     failed = _condition(job_status.get("conditions"), "Failed")
     if failed.get("status") == "True":
         return _finish(ctx, out, "Failed", "WorkerJobFailed",
