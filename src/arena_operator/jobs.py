@@ -12,10 +12,10 @@ from typing import Any
 
 from .api.arenaconfig import ArenaConfigSpec
 from .api.arenajob import ArenaJobSpec
+from .api.common import parse_duration, parse_rfc3339, rfc3339
 from .configs import source_info
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid
-from .engine.providers.http import parse_duration
 from .kube import Kube, NotFound, Workloads
 from .planning import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 from .queue import WorkQueue
@@ -82,21 +82,13 @@ class JobOutcome:
         self.events.append((kind, reason, message))
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
 def _condition(conditions: list[dict[str, Any]] | None, kind: str) -> dict[str, Any]:
     return next((c for c in conditions or [] if c.get("type") == kind), {})
 
 
 def _finish(ctx: JobContext, out: JobOutcome, phase: str, reason: str, message: str) -> JobOutcome:
     ok = phase == "Succeeded"
-    out.status.update(phase=phase, completionTime=_iso(ctx.now), message=message)
+    out.status.update(phase=phase, completionTime=rfc3339(ctx.now), message=message)
     out.conditions += [("Ready", ok, reason, message), ("Progressing", False, reason, message)]
     out.event("Normal" if ok else "Warning", reason, message)
     return out
@@ -107,7 +99,7 @@ async def step_finished(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
     if ctx.status.get("phase") not in TERMINAL:
         return None
     ttl = ctx.spec.ttl_seconds_after_finished
-    done = _parse(ctx.status.get("completionTime"))
+    done = parse_rfc3339(ctx.status.get("completionTime"))
     if ttl is not None and done is not None and ctx.now >= done + timedelta(seconds=ttl):
         await ctx.delete_self()
     return out
@@ -182,7 +174,7 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
     for batch in batches(iter_units(bundle, inputs)):
         await ctx.queue.enqueue(batch)
     await ctx.queue.seal()
-    out.status.update(phase="Running", startTime=_iso(ctx.now), revision=info.revision,
+    out.status.update(phase="Running", startTime=rfc3339(ctx.now), revision=info.revision,
                       progress={"total": total, "completed": 0, "failed": 0, "pending": total},
                       progressText=f"0/{total}", resolvedProviders=resolved.groups,
                       resolvedTools=resolved_tool_records(ctx.spec, ctx.registries))
@@ -323,7 +315,7 @@ def _formats(spec: ArenaJobSpec) -> list[str]:
 
 
 def _seconds(duration: str | None) -> float | None:
-    return parse_duration(duration, 300.0) if duration else None
+    return parse_duration(duration).total_seconds() if duration else None
 
 
 def _initial_replicas(spec: ArenaJobSpec, config: ArenaConfigSpec) -> int:

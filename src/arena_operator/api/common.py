@@ -43,14 +43,24 @@ class ApiModel(BaseModel):
     )
 
 
-def _rfc3339(value: datetime.datetime) -> str:
+def rfc3339(value: datetime.datetime) -> str:
     """Kubernetes ``metav1.Time`` is RFC 3339 with second precision and a ``Z``: write exactly that."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-Time = Annotated[datetime.datetime, Field(strict=False), PlainSerializer(_rfc3339, when_used="json")]
+def parse_rfc3339(text: str | None) -> datetime.datetime | None:
+    """A status timestamp back to a datetime; None when absent or unreadable (then treated as "not set")."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+Time = Annotated[datetime.datetime, Field(strict=False), PlainSerializer(rfc3339, when_used="json")]
 """A timestamp: parsed from RFC 3339 strings (as the API returns them), written back as ``…Z`` seconds."""
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.bundle import load_bundle
 from ..engine.errors import BundleInvalid
-from ..engine.providers.http import parse_duration
 from .artifact import DEFAULT_MAX_BYTES, build_artifact, files_from_mapping
 from .errors import SourceError
 from .git import GitAuth, GitSource
@@ -70,19 +70,6 @@ class SourceContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def next_fetch(now: datetime, interval: float) -> datetime:
     """Interval ± 10 % jitter, so a hundred sources created together don't poll together."""
     return now + timedelta(seconds=interval * random.uniform(1 - JITTER, 1 + JITTER))
@@ -112,7 +99,7 @@ def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | No
         return "configmap changed"
     if artifact.get("url") and not artifact["url"].startswith(_artifact_prefix(ctx)):
         return "artifact server moved"
-    due = _parse_time(status.get("nextFetchTime"))
+    due = parse_rfc3339(status.get("nextFetchTime"))
     if due is None or ctx.now >= due:
         return "interval elapsed"
     return None
@@ -204,7 +191,7 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
         stored = await asyncio.to_thread(ctx.store.put, ctx.namespace, ctx.name, info.digest,
                                          scratch / "artifact.tar.gz")
         return {"revision": revision, "digest": info.digest, "size": info.size,
-                "url": _artifact_prefix(ctx) + stored.relative_url, "lastUpdateTime": _iso(ctx.now)}
+                "url": _artifact_prefix(ctx) + stored.relative_url, "lastUpdateTime": rfc3339(ctx.now)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -220,8 +207,8 @@ async def reconcile_source(ctx: SourceContext) -> Outcome:
         out.status["phase"] = "Suspended"
         out.events.append(Event("Normal", "Suspended", "polling stopped (spec.suspend)"))
         return out
-    interval = parse_duration(spec.interval, 300.0)
-    timeout = parse_duration(spec.timeout, 60.0)
+    interval = parse_duration(spec.interval).total_seconds()
+    timeout = parse_duration(spec.timeout).total_seconds()
     current = status.get("artifact") or {}
     try:
         fetcher = await build_fetcher(ctx, timeout)
@@ -239,14 +226,14 @@ async def reconcile_source(ctx: SourceContext) -> Outcome:
         else:
             artifact = await _fetch_and_store(ctx, fetcher, timeout)
             out.status["artifact"] = artifact
-            out.status["lastFetchTime"] = _iso(ctx.now)
+            out.status["lastFetchTime"] = rfc3339(ctx.now)
             changed = artifact["revision"] != current.get("revision") or artifact["digest"] != current.get("digest")
             if changed:
                 out.events.append(Event("Normal", "NewArtifact",
                                         f"stored artifact for revision {artifact['revision']} ({artifact['digest']})"))
     except SourceError as exc:
         return _failed(ctx, out, exc, interval)
-    out.status.update(phase="Ready", consecutiveFailures=0, nextFetchTime=_iso(next_fetch(ctx.now, interval)))
+    out.status.update(phase="Ready", consecutiveFailures=0, nextFetchTime=rfc3339(next_fetch(ctx.now, interval)))
     revision = (out.status.get("artifact") or current).get("revision")
     out.conditions += [("SourceValid", True, "Succeeded", f"bundle at {revision} is valid"),
                        ("ArtifactAvailable", True, "Succeeded", f"artifact for revision {revision} is available"),
@@ -260,7 +247,7 @@ def _failed(ctx: SourceContext, out: Outcome, exc: SourceError, interval: float)
     delay = backoff(failures, interval)
     has_artifact = bool((ctx.status.get("artifact") or {}).get("digest"))
     out.status.update(phase="Error", consecutiveFailures=failures,
-                      nextFetchTime=_iso(ctx.now + timedelta(seconds=delay)))
+                      nextFetchTime=rfc3339(ctx.now + timedelta(seconds=delay)))
     if exc.reason == "InvalidBundle":
         out.conditions.append(("SourceValid", False, exc.reason, exc.message))
     out.conditions.append(("ArtifactAvailable", has_artifact, "LastGoodArtifact" if has_artifact else exc.reason,
