@@ -13,14 +13,14 @@ from typing import Any
 from .api.arenaconfig import ArenaConfigSpec
 from .api.arenajob import ArenaJobSpec
 from .api.common import parse_duration, parse_rfc3339, rfc3339
-from .configs import source_info
-from .engine.bundle import load_bundle
+from .configs import load_config_bundle, source_info
 from .engine.errors import BundleInvalid
 from .kube import Kube, NotFound, Workloads
 from .planning import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 from .queue import WorkQueue
 from .resolution import (
     ResolutionError,
+    ResolvedProviders,
     SecretEnv,
     apply_to_bundle,
     bundle_groups,
@@ -146,8 +146,7 @@ async def step_plan(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
         return _wait_for_config(ctx, out, "SourceNotReady", f"ArenaSource {config.source_ref.name} has no artifact")
     out.conditions.append(("ConfigValid", True, "ConfigReady", f"ArenaConfig {config_name} at {info.revision}"))
     try:
-        root = ctx.store.unpacked(ctx.namespace, config.source_ref.name, info.digest, ctx.max_bytes)
-        bundle = load_bundle(root / config.arena_file if config.arena_file else root)
+        bundle = load_config_bundle(ctx.store, ctx.namespace, config.source_ref.name, info, config, ctx.max_bytes)
         resolved = resolve_providers(bundle_groups(bundle), config, ctx.spec, ctx.providers)
         tools = resolve_tools(ctx.spec, ctx.registries)
         apply_to_bundle(bundle, resolved, tools)
@@ -210,13 +209,13 @@ async def step_launch(ctx: JobContext, out: JobOutcome) -> JobOutcome | None:
     config = ArenaConfigSpec.model_validate((ctx.config or {})["spec"])
     info = source_info(ctx.source)
     assert info is not None and info.url and info.digest
-    resolved = (await ctx.queue.get_config() or {}).get("providers", {})
+    resolved = ResolvedProviders.from_config((await ctx.queue.get_config() or {}).get("providers", {}))
     replicas = _initial_replicas(ctx.spec, config)
     params = WorkerJobParams(
         namespace=ctx.namespace, job_name=ctx.name, job_uid=ctx.uid, image=ctx.settings.image, replicas=replicas,
         artifact_url=info.url, artifact_digest=info.digest, redis_url=ctx.settings.worker_redis_url,
         job_key=ctx.queue.key, output=ctx.spec.output.model_dump(by_alias=True, exclude_none=True)
-        if ctx.spec.output else {}, secrets=_secret_envs(resolved), concurrency=config.concurrency,
+        if ctx.spec.output else {}, secrets=resolved.secrets, concurrency=config.concurrency,
     )
     created = await ctx.workloads.create_job(ctx.namespace, build_worker_job(params))
     name = worker_job_name(ctx.name)
@@ -328,6 +327,3 @@ def _initial_replicas(spec: ArenaJobSpec, config: ArenaConfigSpec) -> int:
         replicas = min(replicas, workers.max_replicas)
     return replicas
 
-
-def _secret_envs(resolved: dict[str, Any]) -> list[SecretEnv]:
-    return [SecretEnv(**s) for s in resolved.get("secrets", [])]
