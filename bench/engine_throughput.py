@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from arena_operator.engine.plan import RunFilters
-from arena_operator.local import LocalRunOptions, run_local
+from arena_operator.local.run import LocalRunOptions, run_local
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
 

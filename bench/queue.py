@@ -26,7 +26,7 @@ import time  # noqa: E402
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from arena_operator.queue import WorkQueue, job_key  # noqa: E402
+from arena_operator.workqueue.queue import WorkQueue, job_key  # noqa: E402
 
 SINGLE_UNITS = 20_000  # one round trip per unit is slow: measure that mode on fewer units
 

@@ -18,10 +18,10 @@ from rich.console import Console
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
-from .local import LocalRunOptions, run_local
-from .localjob import is_job_file, job_options
-from .progress import RunProgress, print_summary
-from .resolution import ResolutionError
+from .local.manifests import is_job_file, job_options
+from .local.progress import RunProgress, print_summary
+from .local.run import LocalRunOptions, run_local
+from .runplan.resolution import ResolutionError
 from .sources.errors import SourceError
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
@@ -144,7 +144,7 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from .worker import main as worker_main
+    from .worker.run import main as worker_main
 
     return worker_main()
 

@@ -28,7 +28,7 @@ from arena_operator.engine.bundle import Bundle, find_arena_file, load_bundle
 from arena_operator.engine.persona import persona_system_prompt
 from arena_operator.engine.plan import generate_plan
 from arena_operator.engine.templating import render
-from arena_operator.local import LocalRunOptions, run_local
+from arena_operator.local.run import LocalRunOptions, run_local
 from arena_operator.results.writer import JSONL, read_jsonl
 
 BUNDLES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from arena_operator.queue import Claimed, Counters, QueueSealedError, WorkQueue, job_key
+from arena_operator.workqueue.queue import Claimed, Counters, QueueSealedError, WorkQueue, job_key
 from tests.fakes.services import RedisServer
 
 OUTCOMES = ["passed", "assertion_failed", "error"]
@@ -24,7 +24,7 @@ OUTCOMES = ["passed", "assertion_failed", "error"]
 DOOMED_WORKER = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from arena_operator.queue import WorkQueue
+from arena_operator.workqueue.queue import WorkQueue
 
 async def main():
     client = aioredis.from_url(sys.argv[1])

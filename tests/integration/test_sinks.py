@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import xmlschema
 
-from arena_operator.local import LocalRunOptions, run_local
+from arena_operator.local.run import LocalRunOptions, run_local
 from arena_operator.results.aggregate import aggregate
 from arena_operator.results.report import anchor
 from arena_operator.results.sinks import DirSink, ResultSink, S3Sink, SinkError, sink_for, unit_name

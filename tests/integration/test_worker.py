@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from arena_operator.engine.bundle import load_bundle
-from arena_operator.queue import WorkQueue, job_key
 from arena_operator.sources.artifact import build_artifact
 from arena_operator.sources.server import ArtifactServer
 from arena_operator.sources.store import ArtifactStore
-from arena_operator.worker import WorkerError, WorkerSettings, aggregate_or_wait, fetch_bundle, run_worker
-from arena_operator.worker_metrics import WorkerMetrics
+from arena_operator.worker.metrics import WorkerMetrics
+from arena_operator.worker.run import WorkerError, WorkerSettings, aggregate_or_wait, fetch_bundle, run_worker
+from arena_operator.workqueue.queue import WorkQueue, job_key
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import pytest
 
 from arena_operator.api.arenajob import ArenaJobSpec
 from arena_operator.api.kinds import spec_problems
-from arena_operator.jobs import unsupported_reason
+from arena_operator.reconcile.arenajob import unsupported_reason
 
 
 def test_unsupported_job_kinds_are_named() -> None:

@@ -9,7 +9,7 @@ import pytest
 from arena_operator.api.arenaconfig import ArenaConfigSpec
 from arena_operator.api.arenajob import ArenaJobSpec
 from arena_operator.engine.bundle import load_bundle
-from arena_operator.planning import PlanTooLarge, batches, count_units, iter_units, plan_inputs
+from arena_operator.runplan.units import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 
 CONFIG = ArenaConfigSpec.model_validate({"sourceRef": {"name": "s"}, "trials": 2,
                                          "scenarios": {"include": ["order-*", "greeting"]}})

@@ -17,7 +17,7 @@ from arena_operator.engine.bundle import Bundle, load_bundle
 from arena_operator.engine.plan import generate_plan
 from arena_operator.engine.providers.registry import build_providers
 from arena_operator.engine.spec import ProviderSpec as EngineProviderSpec
-from arena_operator.resolution import (
+from arena_operator.runplan.resolution import (
     ResolutionError,
     ResolvedProviders,
     SecretEnv,

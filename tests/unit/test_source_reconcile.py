@@ -12,7 +12,7 @@ import pytest
 
 from arena_operator.api.arenasource import ArenaSourceSpec
 from arena_operator.operator.config import OperatorConfig
-from arena_operator.sources import reconcile as rc
+from arena_operator.reconcile import arenasource as rc
 from arena_operator.sources.errors import SourceError
 from arena_operator.sources.store import ArtifactStore
 

@@ -11,14 +11,14 @@ from typing import Any
 import kubernetes
 import pytest
 
-from arena_operator.resolution import SecretEnv
-from arena_operator.workloads import (
+from arena_operator.reconcile.worker_job import (
     SecretKeyRef,
     WorkerJobParams,
     arenajob_label_value,
     build_worker_job,
     worker_job_name,
 )
+from arena_operator.runplan.resolution import SecretEnv
 
 SECRET_VALUE = "sk-live-DO-NOT-LEAK-0123456789"  # never given to the builder: it must not be able to leak it
 S3_OUTPUT = {"type": "s3", "s3": {"bucket": "arena-results", "prefix": "evals/nightly/", "region": "us-west-2",

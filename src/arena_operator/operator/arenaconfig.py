@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ..api.arenaconfig import ArenaConfigSpec
 from ..api.conditions import set_condition
 from ..api.kinds import spec_problems
-from ..configs import source_info, validate_config
+from ..reconcile.arenaconfig import source_info, validate_config
 from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
 from .indexes import one
 

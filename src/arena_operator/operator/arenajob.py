@@ -12,8 +12,8 @@ from redis.exceptions import RedisError
 from ..api.arenajob import ArenaJobSpec
 from ..api.conditions import set_condition
 from ..api.kinds import spec_problems
-from ..jobs import JobContext, reconcile_job
-from ..queue import WorkQueue, job_key
+from ..reconcile.arenajob import JobContext, reconcile_job
+from ..workqueue.queue import WorkQueue, job_key
 from .config import GROUP, JOB_TICK_SECONDS, VERSION
 from .indexes import one
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from ..api.conditions import set_condition
 from ..api.kinds import ArenaSourceSpec, spec_problems
-from ..sources.reconcile import Outcome, SourceContext, is_due, reconcile_source
+from ..reconcile.arenasource import Outcome, SourceContext, is_due, reconcile_source
 from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
 
 

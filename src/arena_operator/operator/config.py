@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..planning import DEFAULT_MAX_UNITS
+from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.store import DEFAULT_KEEP
 

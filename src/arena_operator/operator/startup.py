@@ -8,8 +8,8 @@ from typing import Any
 import kopf
 import redis.asyncio as aioredis
 
-from ..jobs import JobSettings
 from ..kube import Kube, Workloads
+from ..reconcile.arenajob import JobSettings
 from ..sources.server import ArtifactServer
 from ..sources.store import ArtifactStore
 from .config import FINALIZER, OperatorConfig

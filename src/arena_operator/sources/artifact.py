@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from arena_operator.sources.errors import ARTIFACT_TOO_LARGE, INVALID_BUNDLE_LAYOUT, UNSAFE_ARTIFACT, SourceError
-from arena_operator.sources.paths import safe_relpath
+from .errors import ARTIFACT_TOO_LARGE, INVALID_BUNDLE_LAYOUT, UNSAFE_ARTIFACT, SourceError
+from .paths import safe_relpath
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # uncompressed bytes per artifact
 MAX_ENTRIES = 100_000  # files + directories; an archive of millions of empty files is a bomb too

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from arena_operator.sources.errors import (
+from .errors import (
     AUTHENTICATION_FAILED,
     FETCH_TIMEOUT,
     REVISION_NOT_FOUND,
@@ -25,10 +25,10 @@ from arena_operator.sources.errors import (
     SourceError,
     redact,
 )
-from arena_operator.sources.git_auth import GitAuth, git_environment
-from arena_operator.sources.git_url import check_commit, check_git_url, check_ref_name
-from arena_operator.sources.paths import copy_subtree, safe_relpath
-from arena_operator.sources.revision import git_revision
+from .git_auth import GitAuth, git_environment
+from .git_url import check_commit, check_git_url, check_ref_name
+from .paths import copy_subtree, safe_relpath
+from .revision import git_revision
 
 __all__ = ["DEFAULT_TIMEOUT", "GitAuth", "GitCommandFailed", "GitSource"]
 

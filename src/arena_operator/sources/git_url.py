@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from arena_operator.sources.errors import INVALID_URL, REVISION_NOT_FOUND, SourceError
+from .errors import INVALID_URL, REVISION_NOT_FOUND, SourceError
 
 ALLOWED_SCHEMES = ("https", "http", "ssh", "git")  # http and git:// for in-cluster servers and tests
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"

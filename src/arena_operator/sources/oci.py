@@ -17,12 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from arena_operator.sources.artifact import DEFAULT_MAX_BYTES, safe_extract
-from arena_operator.sources.errors import ARTIFACT_TOO_LARGE, INVALID_BUNDLE_LAYOUT, SourceError
-from arena_operator.sources.oci_push import ARTIFACT_TYPE, Layer, push_artifact, push_bundle
-from arena_operator.sources.oci_ref import OCIReference, parse_reference
-from arena_operator.sources.paths import safe_relpath
-from arena_operator.sources.registry import (
+from .artifact import DEFAULT_MAX_BYTES, safe_extract
+from .errors import ARTIFACT_TOO_LARGE, INVALID_BUNDLE_LAYOUT, SourceError
+from .oci_push import ARTIFACT_TYPE, Layer, push_artifact, push_bundle
+from .oci_ref import OCIReference, parse_reference
+from .paths import safe_relpath
+from .registry import (
     INDEX_TYPES,
     Descriptor,
     OCIAuth,
@@ -30,7 +30,7 @@ from arena_operator.sources.registry import (
     deadline,
     transport_errors,
 )
-from arena_operator.sources.revision import oci_revision
+from .revision import oci_revision
 
 __all__ = ["ARTIFACT_TYPE", "DEFAULT_TIMEOUT", "Layer", "OCIAuth", "OCISource", "push_artifact", "push_bundle"]
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arena_operator.sources.artifact import build_artifact
-from arena_operator.sources.errors import INVALID_URL, SourceError
-from arena_operator.sources.oci_ref import parse_reference
-from arena_operator.sources.registry import MANIFEST_OCI, OCIAuth, RegistryClient, deadline, transport_errors
+from .artifact import build_artifact
+from .errors import INVALID_URL, SourceError
+from .oci_ref import parse_reference
+from .registry import MANIFEST_OCI, OCIAuth, RegistryClient, deadline, transport_errors
 
 ARTIFACT_TYPE = "application/vnd.promptkit.bundle.v1"
 BUNDLE_LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from arena_operator.sources.errors import INVALID_URL, SourceError
+from .errors import INVALID_URL, SourceError
 
 SCHEME = "oci://"
 DEFAULT_TAG = "latest"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path, PurePosixPath
 
-from arena_operator.sources.errors import INVALID_BUNDLE_LAYOUT, UNSAFE_ARTIFACT, SourceError
+from .errors import INVALID_BUNDLE_LAYOUT, UNSAFE_ARTIFACT, SourceError
 
 
 def safe_relpath(name: str, what: str) -> PurePosixPath:

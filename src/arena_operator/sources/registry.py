@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from arena_operator.sources.errors import (
+from .errors import (
     ARTIFACT_TOO_LARGE,
     AUTHENTICATION_FAILED,
     DIGEST_MISMATCH,

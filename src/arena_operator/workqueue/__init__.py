@@ -1,1 +1,1 @@
-"""Internals of `arena_operator.queue` (the Redis work queue): the Lua scripts and the key layout."""
+"""Internals of `arena_operator.workqueue.queue` (the Redis work queue): the Lua scripts and the key layout."""

@@ -1,6 +1,6 @@
 """The Lua scripts of the work queue: every step that must not be split by a crash runs as one script.
 
-All scripts that touch units take the same KEYS, in this order (`WorkQueue._unit_keys` in `arena_operator.queue`):
+All scripts that touch units take the same KEYS, in this order (`WorkQueue._unit_keys` in `workqueue.queue`):
 
     KEYS[1] stream    KEYS[2] done    KEYS[3] attempts    KEYS[4] errors    KEYS[5] counters
 

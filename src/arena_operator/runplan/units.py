@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .engine.bundle import Bundle
-from .engine.plan import RunFilters, iter_plan
+from ..engine.bundle import Bundle
+from ..engine.plan import RunFilters, iter_plan
 
 DEFAULT_MAX_UNITS = 100_000
 

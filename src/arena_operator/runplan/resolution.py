@@ -29,14 +29,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .api import conditions as c
-from .api.arenaconfig import ArenaConfigSpec
-from .api.arenajob import ArenaJobSpec
-from .api.common import LabelSelector, parse_duration
-from .api.provider import ProviderSpec as ProviderCrdSpec
-from .api.toolregistry import ToolRegistrySpec
-from .engine import spec as engine_spec
-from .engine.bundle import Bundle
+from ..api import conditions as c
+from ..api.arenaconfig import ArenaConfigSpec
+from ..api.arenajob import ArenaJobSpec
+from ..api.common import LabelSelector, parse_duration
+from ..api.provider import ProviderSpec as ProviderCrdSpec
+from ..api.toolregistry import ToolRegistrySpec
+from ..engine import spec as engine_spec
+from ..engine.bundle import Bundle
 
 NO_PROVIDER_MATCHED = "NoProviderMatched"
 NO_TOOL_REGISTRY_MATCHED = "NoToolRegistryMatched"

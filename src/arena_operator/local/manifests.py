@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from .api.arenaconfig import ArenaConfigSpec
-from .api.arenajob import ArenaJobSpec
-from .api.arenasource import ArenaSourceSpec
-from .engine.bundle import Bundle
-from .local import LocalRunOptions
-from .planning import plan_inputs
-from .resolution import apply_to_bundle, bundle_groups, resolve_providers, resolve_tools
-from .sources.artifact import files_from_mapping
-from .sources.git import GitSource
-from .sources.oci import OCISource
+from ..api.arenaconfig import ArenaConfigSpec
+from ..api.arenajob import ArenaJobSpec
+from ..api.arenasource import ArenaSourceSpec
+from ..engine.bundle import Bundle
+from ..runplan.resolution import apply_to_bundle, bundle_groups, resolve_providers, resolve_tools
+from ..runplan.units import plan_inputs
+from ..sources.artifact import files_from_mapping
+from ..sources.git import GitSource
+from ..sources.oci import OCISource
+from .run import LocalRunOptions
 
 API_GROUP = "omnia.altairalabs.ai/"
 

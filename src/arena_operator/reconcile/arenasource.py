@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.bundle import load_bundle
 from ..engine.errors import BundleInvalid
-from .artifact import DEFAULT_MAX_BYTES, build_artifact, files_from_mapping
-from .errors import SourceError
-from .git import GitAuth, GitSource
-from .oci import OCIAuth, OCISource
-from .store import ArtifactStore
+from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact, files_from_mapping
+from ..sources.errors import SourceError
+from ..sources.git import GitAuth, GitSource
+from ..sources.oci import OCIAuth, OCISource
+from ..sources.store import ArtifactStore
 
 REQUESTED_AT = "omnia.altairalabs.ai/reconcile-requested-at"
 JITTER = 0.10

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.common import API_VERSION
-from .resolution import SecretEnv
+from ..api.common import API_VERSION
+from ..runplan.resolution import SecretEnv
 
 WORKER_SUFFIX = "-worker"
 MAX_NAME = 63  # a Job's name becomes the job-name label value of its pods: at most 63 characters

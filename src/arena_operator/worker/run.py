@@ -23,18 +23,18 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .engine.bundle import Bundle, load_bundle
-from .engine.executor import ConversationExecutor
-from .engine.plan import RunCombination
-from .engine.providers.registry import build_providers
-from .logs import setup_logging
-from .queue import Claimed, WorkQueue
-from .resolution import apply_resolved_config
-from .results.aggregate import aggregate
-from .results.sinks import ResultSink, SinkError, sink_for
-from .results.summary import Summary
-from .sources.artifact import DEFAULT_MAX_BYTES, safe_extract
-from .worker_metrics import WorkerMetrics
+from ..engine.bundle import Bundle, load_bundle
+from ..engine.executor import ConversationExecutor
+from ..engine.plan import RunCombination
+from ..engine.providers.registry import build_providers
+from ..logs import setup_logging
+from ..results.aggregate import aggregate
+from ..results.sinks import ResultSink, SinkError, sink_for
+from ..results.summary import Summary
+from ..runplan.resolution import apply_resolved_config
+from ..sources.artifact import DEFAULT_MAX_BYTES, safe_extract
+from ..workqueue.queue import Claimed, WorkQueue
+from .metrics import WorkerMetrics
 
 log = logging.getLogger("arena.worker")
 

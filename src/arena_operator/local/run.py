@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .engine.bundle import Bundle, load_bundle
-from .engine.executor import ConversationExecutor
-from .engine.plan import RunCombination, RunFilters, generate_plan
-from .engine.providers.registry import build_providers
-from .results.formats import FORMATS, jsonl_line
-from .results.summary import Summary
-from .results.writer import JSONL, read_jsonl, write_reports
+from ..engine.bundle import Bundle, load_bundle
+from ..engine.executor import ConversationExecutor
+from ..engine.plan import RunCombination, RunFilters, generate_plan
+from ..engine.providers.registry import build_providers
+from ..results.formats import FORMATS, jsonl_line
+from ..results.summary import Summary
+from ..results.writer import JSONL, read_jsonl, write_reports
 
 ALL_FORMATS = ("json", "junit", "csv", "html")
 

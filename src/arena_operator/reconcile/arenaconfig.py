@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api.arenaconfig import ArenaConfigSpec
-from .engine.bundle import Bundle, load_bundle
-from .engine.errors import BundleInvalid
-from .engine.plan import RunFilters, select_scenarios
-from .sources.store import ArtifactStore
+from ..api.arenaconfig import ArenaConfigSpec
+from ..engine.bundle import Bundle, load_bundle
+from ..engine.errors import BundleInvalid
+from ..engine.plan import RunFilters, select_scenarios
+from ..sources.store import ArtifactStore
 
 MAX_PROBLEMS_SHOWN = 5
 

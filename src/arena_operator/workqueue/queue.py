@@ -58,7 +58,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from arena_operator.workqueue import scripts
+from . import scripts
 
 GROUP = "workers"
 OUTCOMES = {"passed": "passed", "assertion_failed": "assertion_failed", "error": "errors"}

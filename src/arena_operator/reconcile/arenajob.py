@@ -10,15 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .api.arenaconfig import ArenaConfigSpec
-from .api.arenajob import ArenaJobSpec
-from .api.common import parse_duration, parse_rfc3339, rfc3339
-from .configs import load_config_bundle, source_info
-from .engine.errors import BundleInvalid
-from .kube import Kube, NotFound, Workloads
-from .planning import PlanTooLarge, batches, count_units, iter_units, plan_inputs
-from .queue import WorkQueue
-from .resolution import (
+from ..api.arenaconfig import ArenaConfigSpec
+from ..api.arenajob import ArenaJobSpec
+from ..api.common import parse_duration, parse_rfc3339, rfc3339
+from ..engine.errors import BundleInvalid
+from ..kube import Kube, NotFound, Workloads
+from ..runplan.resolution import (
     ResolutionError,
     ResolvedProviders,
     SecretEnv,
@@ -28,8 +25,11 @@ from .resolution import (
     resolve_tools,
     resolved_tool_records,
 )
-from .sources.store import ArtifactStore
-from .workloads import WorkerJobParams, build_worker_job, worker_job_name
+from ..runplan.units import PlanTooLarge, batches, count_units, iter_units, plan_inputs
+from ..sources.store import ArtifactStore
+from ..workqueue.queue import WorkQueue
+from .arenaconfig import load_config_bundle, source_info
+from .worker_job import WorkerJobParams, build_worker_job, worker_job_name
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 UNITS_PER_WORKER_SLOT = 5  # autoscaling aims for about this many pending units per concurrent run
