@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from arena_operator.api.arenasource import ArenaSourceSpec
+from arena_operator.api.common import FLUX_REQUESTED_AT_ANNOTATION, REQUESTED_AT_ANNOTATION
 from arena_operator.operator.config import OperatorConfig
 from arena_operator.reconcile import arenasource as rc
 from arena_operator.sources.errors import SourceError
@@ -69,9 +70,11 @@ def fetcher(monkeypatch: pytest.MonkeyPatch) -> FakeFetcher:
     ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T11:59:00Z"}, {}, 1, None, "interval elapsed"),
     ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T12:05:00Z"}, {}, 2, None, "spec changed"),
     ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T12:05:00Z", "lastHandledReconcileAt": "a"},
-     {rc.REQUESTED_AT: "b"}, 1, None, "reconcile requested"),
+     {REQUESTED_AT_ANNOTATION: "b"}, 1, None, "reconcile requested"),
     ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T12:05:00Z", "lastHandledReconcileAt": "b"},
-     {rc.REQUESTED_AT: "b"}, 1, None, None),
+     {REQUESTED_AT_ANNOTATION: "b"}, 1, None, None),
+    ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T12:05:00Z", "lastHandledReconcileAt": "a"},
+     {FLUX_REQUESTED_AT_ANNOTATION: "2026-11-23T12:00:00Z"}, 1, None, "reconcile requested"),
     ({"observedGeneration": 1, "nextFetchTime": "2026-11-23T12:05:00Z", "artifact": {"revision": "7"}},
      {}, 1, "8", "configmap changed"),
 ])
@@ -108,8 +111,9 @@ async def test_timeout_and_backoff_on_failure(tmp_path: Path, fetcher: FakeFetch
     out = await rc.reconcile_source(make_ctx(tmp_path, {"consecutiveFailures": 2}))
     assert out.status["phase"] == "Error" and out.status["consecutiveFailures"] == 3
     assert out.status["nextFetchTime"] == "2026-11-23T12:00:40Z"
-    ready = next(c for c in out.conditions if c[0] == "Ready")
-    assert ready[1:3] == (False, "FetchTimeout") and "0.3s" in ready[3]
+    ready = out.conditions["Ready"]
+    assert (ready.status, ready.reason) == (False, "FetchTimeout") and "0.3s" in ready.message
+    assert out.conditions["FetchFailed"].status is True
     assert out.events[0].type == "Warning" and "retrying in 40s" in out.events[0].message
 
 
@@ -123,15 +127,15 @@ async def test_suspend_stops_polling(tmp_path: Path, fetcher: FakeFetcher) -> No
 async def test_missing_secret_is_named(tmp_path: Path) -> None:
     spec = {"type": "git", "git": {"url": "https://example.com/r", "secretRef": {"name": "creds"}}}
     out = await rc.reconcile_source(make_ctx(tmp_path, spec=spec))
-    ready = next(c for c in out.conditions if c[0] == "Ready")
-    assert ready[2] == "SecretNotFound" and "ns/creds" in ready[3]
+    ready = out.conditions["Ready"]
+    assert ready.reason == "SecretNotFound" and "ns/creds" in ready.message
 
 
 async def test_artifact_size_limit(tmp_path: Path, fetcher: FakeFetcher) -> None:
     ctx = make_ctx(tmp_path)
     ctx.max_bytes = 100
     out = await rc.reconcile_source(ctx)
-    assert next(c for c in out.conditions if c[0] == "Ready")[2] in ("ArtifactTooLarge",)
+    assert out.conditions["Ready"].reason == "ArtifactTooLarge"
 
 
 def test_source_error_reasons_are_constants() -> None:

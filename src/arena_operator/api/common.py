@@ -22,6 +22,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 REQUESTED_AT_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 """Set to any new value (e.g. the current time) to ask for an immediate reconcile, as Flux's
 ``reconcile.fluxcd.io/requestedAt``; the value handled last is recorded in ``status.lastHandledReconcileAt``."""
+FLUX_REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
+"""Flux's own manual-trigger annotation (`flux reconcile`), honoured the same way."""
+FINALIZER = f"{GROUP}/finalizer"
+ANNOTATION_PREFIX = GROUP  # kopf's progress and diff-base annotations live under the group
+LABEL_ARENAJOB = f"{GROUP}/arenajob"
+"""On a worker batch/v1 Job and its pods: the owning ArenaJob's name (the operator's index selects by it)."""
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 PRESERVE_UNKNOWN = "x-kubernetes-preserve-unknown-fields"
 """JSON-schema key that marks a free-form object; ``crds.py`` refuses free-form objects without it."""

@@ -33,6 +33,10 @@ VALID = "Valid"  # ArenaConfig: the bundle at the source's revision loads and it
 CONFIG_VALID = "ConfigValid"  # ArenaJob: the referenced ArenaConfig exists and is Ready
 JOB_CREATED = "JobCreated"  # ArenaJob: the worker batch/v1 Job exists
 PROGRESSING = "Progressing"  # ArenaJob: workers are executing work units
+PLANNED = "Planned"  # ArenaJob: work units are planned and queued
+COMPLETE = "Complete"  # ArenaJob: Unknown while running, True when it succeeded, False when it failed or was cancelled
+STALLED = "Stalled"  # every kind (abnormal-true, kstatus): the spec cannot be acted on until it is changed
+FETCH_FAILED_CONDITION = "FetchFailed"  # ArenaSource (abnormal-true, as Flux): the last fetch failed
 
 # -- reasons: progress and success --------------------------------------------------------------------
 SUCCEEDED = "Succeeded"
@@ -47,6 +51,11 @@ WORKERS_RUNNING = "WorkersRunning"
 COMPLETED = "Completed"
 SCHEDULED = "Scheduled"
 DISCOVERED = "Discovered"
+PLANNED_REASON = "Planned"
+CONFIG_READY = "ConfigReady"
+CREATED = "Created"
+RUNNING = "Running"
+SCALED = "Scaled"
 
 # -- reasons: waiting (retried) -----------------------------------------------------------------------
 SOURCE_NOT_FOUND = "SourceNotFound"
@@ -58,6 +67,13 @@ PENDING = "Pending"
 # -- reasons: failures --------------------------------------------------------------------------------
 INVALID_SPEC = "InvalidSpec"
 FETCH_FAILED = "FetchFailed"
+INVALID_URL = "InvalidURL"
+REVISION_NOT_FOUND = "RevisionNotFound"
+UNREACHABLE = "Unreachable"
+UNSAFE_ARTIFACT = "UnsafeArtifact"
+DIGEST_MISMATCH = "DigestMismatch"
+ARTIFACT_MISSING = "ArtifactMissing"
+NO_SCENARIOS = "NoScenarios"
 FETCH_TIMEOUT = "FetchTimeout"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 SECRET_NOT_FOUND = "SecretNotFound"
@@ -75,6 +91,20 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"
 FAILED = "Failed"
 CANCELLED = "Cancelled"
 SCHEDULE_INVALID = "ScheduleInvalid"
+SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+CLAIM_NOT_FOUND = "ClaimNotFound"
+UNSUPPORTED = "Unsupported"
+PLAN_TOO_LARGE = "PlanTooLarge"
+EMPTY_PLAN = "EmptyPlan"
+NO_PROVIDER_MATCHED = "NoProviderMatched"
+NO_TOOL_REGISTRY_MATCHED = "NoToolRegistryMatched"
+DUPLICATE_TOOL = "DuplicateTool"
+PROVIDER_CONFLICT = "ProviderConflict"
+WORKER_FAILED = "WorkerFailed"
+WORKER_JOB_FAILED = "WorkerJobFailed"
+NO_UNIT_RAN = "NoUnitRan"
+NO_REPORTS = "NoReports"
+REDIS_UNAVAILABLE = "RedisUnavailable"
 
 ConditionLike = Condition | Mapping[str, Any]
 

@@ -18,15 +18,12 @@ import yaml
 from ..api.arenaconfig import ArenaConfigSpec
 from ..api.arenajob import ArenaJobSpec
 from ..api.arenasource import ArenaSourceSpec
+from ..api.common import GROUP
 from ..engine.bundle import Bundle
 from ..runplan.resolution import apply_to_bundle, bundle_groups, resolve_providers, resolve_tools
 from ..runplan.units import plan_inputs
-from ..sources.artifact import files_from_mapping
-from ..sources.git import GitSource
-from ..sources.oci import OCISource
+from ..sources.fetchers import fetcher_for
 from .run import LocalRunOptions
-
-API_GROUP = "omnia.altairalabs.ai/"
 
 
 class ManifestProblem(ValueError):
@@ -53,7 +50,7 @@ def is_job_file(path: Path) -> bool:
 
 
 def _ours(doc: Any) -> bool:
-    return isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(API_GROUP)
+    return isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(GROUP + "/")
 
 
 def read_manifests(path: Path) -> JobManifests:
@@ -83,18 +80,13 @@ async def fetch_source(manifests: JobManifests, dest: Path) -> Path:
     if manifests.source is None:
         raise ManifestProblem("the ArenaConfig's sourceRef has no ArenaSource in the file: add it, or pass --bundle")
     spec = ArenaSourceSpec.model_validate(manifests.source["spec"])
-    if spec.type == "git" and spec.git:
-        ref = spec.git.ref
-        await GitSource(spec.git.url, branch=ref.branch if ref else None, tag=ref.tag if ref else None,
-                        commit=ref.commit if ref else None, path=spec.git.path).fetch(dest)
-    elif spec.type == "oci" and spec.oci:
-        await OCISource(spec.oci.url, insecure=spec.oci.insecure).fetch(dest)
-    elif spec.config_map:
-        config_map = manifests.config_maps.get(spec.config_map.name)
-        if config_map is None:
-            raise ManifestProblem(f"ConfigMap {spec.config_map.name} (the source's configMap) is not in the file")
-        data = dict(config_map.get("data") or {})
-        files_from_mapping({spec.config_map.key: data[spec.config_map.key]} if spec.config_map.key else data, dest)
+
+    async def read_config_map(name: str) -> tuple[dict[str, str], str]:
+        if name not in manifests.config_maps:
+            raise ManifestProblem(f"ConfigMap {name} (the source's configMap) is not in the file")
+        return dict(manifests.config_maps[name].get("data") or {}), "local"
+
+    await fetcher_for(spec, None, read_config_map).fetch(dest)
     return dest
 
 

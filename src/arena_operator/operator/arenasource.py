@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from ..api.conditions import set_condition
-from ..api.kinds import ArenaSourceSpec, spec_problems
-from ..reconcile.arenasource import Outcome, SourceContext, is_due, reconcile_source
-from .config import GROUP, SOURCE_TICK_SECONDS, VERSION
+from ..api.common import GROUP, VERSION
+from ..api.conditions import READY
+from ..api.kinds import ArenaSourceSpec
+from ..reconcile.arenasource import READY_RULE, SourceContext, is_due, reconcile_source
+from .config import SOURCE_TICK_SECONDS
+from .status import apply_outcome, parse_or_reject
 
 
 @kopf.index("configmaps", id="configmap_versions")
@@ -19,38 +20,14 @@ def configmap_versions(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> 
     return {(namespace, name): str(meta.get("resourceVersion", ""))}
 
 
-def _apply(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], outcome: Outcome, generation: int) -> None:
-    patch.status.update(outcome.status)
-    conditions = list(status.get("conditions") or [])
-    for kind, ok, reason, message in outcome.conditions:
-        conditions = set_condition(conditions, kind, ok, reason, message, generation)
-    if outcome.conditions:
-        patch.status["conditions"] = conditions
-    for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-
-def _invalid_spec(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], error: ValidationError,
-                  generation: int) -> None:
-    if status.get("observedGeneration") == generation:
-        return
-    problems = spec_problems(error)
-    outcome = Outcome(status={"phase": "Error", "observedGeneration": generation},
-                      conditions=[("Ready", False, "InvalidSpec", problems)])
-    _apply(body, patch, status, outcome, generation)
-    kopf.warn(body, reason="InvalidSpec", message=problems)
-
-
 @kopf.timer(GROUP, VERSION, "arenasources", interval=SOURCE_TICK_SECONDS, id="arenasource_reconcile")
 async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                                 namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo,
                                 configmap_versions: kopf.Index, **_: Any) -> None:
     generation = int(meta.get("generation") or 1)
     current = dict(status)
-    try:
-        source = ArenaSourceSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        _invalid_spec(body, patch, current, error, generation)
+    source = parse_or_reject(ArenaSourceSpec, body, spec, patch, current, generation, "Error", READY_RULE)
+    if source is None:
         return
     ctx = SourceContext(
         namespace=namespace, name=name, generation=generation, spec=source, status=current,
@@ -67,9 +44,8 @@ async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.S
     with memo.metrics.fetch_seconds.labels(type=source.type).time():
         outcome = await reconcile_source(ctx)
     if outcome.status.get("phase") == "Error":
-        reason = next((c[2] for c in outcome.conditions if c[0] == "Ready"), "Unknown")
-        memo.metrics.fetch_failures.labels(type=source.type, reason=reason).inc()
-    _apply(body, patch, current, outcome, generation)
+        memo.metrics.fetch_failures.labels(type=source.type, reason=outcome.conditions[READY].reason).inc()
+    apply_outcome(body, patch, current, outcome, generation)
 
 
 @kopf.on.delete(GROUP, VERSION, "arenasources", id="arenasource_delete")

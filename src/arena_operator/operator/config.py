@@ -11,10 +11,6 @@ from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.store import DEFAULT_KEEP
 
-GROUP = "omnia.altairalabs.ai"
-VERSION = "v1alpha1"
-FINALIZER = f"{GROUP}/finalizer"
-
 
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))

@@ -6,9 +6,7 @@ from typing import Any
 
 import kopf
 
-from .config import GROUP, VERSION
-
-WORKER_LABEL = f"{GROUP}/arenajob"
+from ..api.common import GROUP, LABEL_ARENAJOB, VERSION
 
 
 def _object(meta: kopf.Meta, spec: kopf.Spec) -> dict[str, Any]:
@@ -38,9 +36,9 @@ def tool_registries_by_namespace(namespace: str, meta: kopf.Meta, spec: kopf.Spe
     return {namespace: _object(meta, spec)}
 
 
-@kopf.index("batch", "v1", "jobs", labels={WORKER_LABEL: kopf.PRESENT}, id="worker_jobs")
+@kopf.index("batch", "v1", "jobs", labels={LABEL_ARENAJOB: kopf.PRESENT}, id="worker_jobs")
 def worker_jobs(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    owner = meta.get("labels", {}).get(WORKER_LABEL)
+    owner = meta.get("labels", {}).get(LABEL_ARENAJOB)
     return {(namespace, owner): {"name": meta.get("name"), "spec": dict(body.get("spec") or {}),
                                  "status": dict(body.get("status") or {})}}
 

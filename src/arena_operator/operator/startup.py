@@ -8,11 +8,12 @@ from typing import Any
 import kopf
 import redis.asyncio as aioredis
 
+from ..api.common import ANNOTATION_PREFIX, FINALIZER
 from ..kube import Kube, Workloads
 from ..reconcile.arenajob import JobSettings
 from ..sources.server import ArtifactServer
 from ..sources.store import ArtifactStore
-from .config import FINALIZER, OperatorConfig
+from .config import OperatorConfig
 from .metrics import OperatorMetrics
 
 
@@ -22,9 +23,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
     # One replica (Deployment strategy Recreate): no peering, no leader election to wait for.
     settings.peering.standalone = True
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="omnia.altairalabs.ai")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="omnia.altairalabs.ai", key="last-handled-configuration")
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
     # Watches are re-established every few minutes: a silently dead connection costs at most that long.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300

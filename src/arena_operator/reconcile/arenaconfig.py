@@ -1,18 +1,23 @@
-"""ArenaConfig validation: the source's bundle at its current revision, filters, providers. No kopf here."""
+"""ArenaConfig: the source's bundle at its current revision, filters and providers, checked as ordered steps.
+No kopf here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..api import conditions as c
 from ..api.arenaconfig import ArenaConfigSpec
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.errors import BundleInvalid
 from ..engine.plan import RunFilters, select_scenarios
 from ..sources.store import ArtifactStore
+from .outcome import Outcome, ReadyRule, Step, run_steps
 
 MAX_PROBLEMS_SHOWN = 5
+READY_RULE = ReadyRule(positive=(c.SOURCE_READY, c.VALID))
 
 
 @dataclass
@@ -27,10 +32,15 @@ class SourceInfo:
 
 
 @dataclass
-class ConfigOutcome:
-    status: dict[str, Any] = field(default_factory=dict)
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
-    event: tuple[str, str, str] | None = None
+class ConfigContext:
+    namespace: str
+    name: str
+    generation: int
+    spec: ArenaConfigSpec
+    source: SourceInfo | None  # None: the ArenaSource does not exist
+    store: ArtifactStore
+    provider_names: set[str]  # Provider objects in the namespace
+    max_bytes: int
 
 
 def source_info(body: dict[str, Any] | None) -> SourceInfo | None:
@@ -38,8 +48,8 @@ def source_info(body: dict[str, Any] | None) -> SourceInfo | None:
         return None
     status = body.get("status") or {}
     artifact = status.get("artifact") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    message = next((c.get("message", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+    ready = c.is_true(status.get("conditions"), c.READY)
+    message = (c.get_condition(status.get("conditions"), c.READY) or {}).get("message", "")
     return SourceInfo(ready or bool(artifact.get("digest")), artifact.get("revision"), artifact.get("digest"),
                       artifact.get("url"), message)
 
@@ -51,38 +61,56 @@ def load_config_bundle(store: ArtifactStore, namespace: str, source: str, info: 
     return load_bundle(root / spec.arena_file if spec.arena_file else root)
 
 
-def validate_config(spec: ArenaConfigSpec, namespace: str, info: SourceInfo | None, store: ArtifactStore,
-                    provider_names: set[str], generation: int, max_bytes: int) -> ConfigOutcome:
-    """Ordered checks; the first failing one decides the phase and says precisely why."""
-    out = ConfigOutcome(status={"observedGeneration": generation})
-    source = spec.source_ref.name
+async def step_source(ctx: ConfigContext, out: Outcome) -> None:
+    """The referenced ArenaSource exists and serves an artifact."""
+    source, info = ctx.spec.source_ref.name, ctx.source
     if info is None:
-        return _pending(out, "SourceNotFound", f"ArenaSource {namespace}/{source} (spec.sourceRef) not found")
-    if not info.ready or not info.digest:
-        return _pending(out, "SourceNotReady", f"ArenaSource {source} has no artifact yet: {info.message}".strip())
-    out.conditions.append(("SourceReady", True, "ArtifactAvailable", f"source {source} at {info.revision}"))
+        _pending(out, c.SOURCE_NOT_FOUND, f"ArenaSource {ctx.namespace}/{source} (spec.sourceRef) not found")
+    elif not info.ready or not info.digest:
+        _pending(out, c.SOURCE_NOT_READY, f"ArenaSource {source} has no artifact yet: {info.message}".strip())
+    else:
+        out.condition(c.SOURCE_READY, True, c.ARTIFACT_AVAILABLE, f"source {source} at {info.revision}")
+
+
+async def step_validate(ctx: ConfigContext, out: Outcome) -> None:
+    """The bundle at the source's revision loads, its Provider references exist, the filters select scenarios."""
+    spec, info = ctx.spec, ctx.source
+    assert info is not None
     try:
-        bundle = load_config_bundle(store, namespace, source, info, spec, max_bytes)
+        bundle = await asyncio.to_thread(load_config_bundle, ctx.store, ctx.namespace, spec.source_ref.name, info,
+                                         spec, ctx.max_bytes)
     except BundleInvalid as exc:
         shown = "; ".join(str(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN])
-        return _invalid(out, "InvalidBundle", f"bundle at {info.revision}: {shown}")
+        return _invalid(out, c.INVALID_BUNDLE, f"bundle at {info.revision}: {shown}")
     except FileNotFoundError as exc:
-        return _pending(out, "ArtifactMissing", str(exc))
-    missing = [r.name for r in _provider_refs(spec) if r.name not in provider_names]
+        out.status["phase"] = "Pending"
+        out.condition(c.VALID, c.UNKNOWN, c.ARTIFACT_MISSING, str(exc))
+        return out.stop()
+    missing = [r.name for r in _provider_refs(spec) if r.name not in ctx.provider_names]
     if missing:
-        return _invalid(out, "ProviderNotFound", f"Provider {', '.join(sorted(missing))} not found in {namespace}")
+        return _invalid(out, c.PROVIDER_NOT_FOUND,
+                        f"Provider {', '.join(sorted(missing))} not found in {ctx.namespace}")
     filters = RunFilters(scenarios=list(spec.scenarios.include or []) if spec.scenarios else [],
                          exclude_scenarios=list(spec.scenarios.exclude or []) if spec.scenarios else [])
     selected = select_scenarios(bundle, filters)
     if not selected:
-        return _invalid(out, "NoScenarios", f"spec.scenarios selects none of the bundle's {len(bundle.scenarios)} "
-                        "scenarios")
+        return _invalid(out, c.NO_SCENARIOS,
+                        f"spec.scenarios selects none of the bundle's {len(bundle.scenarios)} scenarios")
     providers = _provider_groups(spec, bundle)
     out.status.update(phase="Ready", revision=info.revision, scenarioCount=len(selected), providers=providers)
-    out.conditions += [("Valid", True, "Validated", f"{len(selected)} scenarios, providers {providers}"),
-                       ("Ready", True, "Validated", f"ready at revision {info.revision}")]
-    out.event = ("Normal", "Validated", f"bundle at {info.revision}: {len(selected)} scenarios")
-    return out
+    out.condition(c.VALID, True, c.VALIDATED,
+                  f"ready at revision {info.revision}: {len(selected)} scenarios, providers {providers}")
+    out.event("Normal", c.VALIDATED, f"bundle at {info.revision}: {len(selected)} scenarios")
+    return None
+
+
+STEPS: tuple[Step[ConfigContext], ...] = (Step(step_source, owns=(c.SOURCE_READY,)),
+                                          Step(step_validate, owns=(c.VALID,)))
+
+
+async def reconcile_config(ctx: ConfigContext, current: list[dict[str, Any]]) -> Outcome:
+    """Ordered checks; the first failing one decides the phase and says precisely why."""
+    return await run_steps(ctx, STEPS, Outcome(status={"observedGeneration": ctx.generation}), current, READY_RULE)
 
 
 def _provider_refs(spec: ArenaConfigSpec) -> list[Any]:
@@ -104,14 +132,14 @@ def _provider_groups(spec: ArenaConfigSpec, bundle: Bundle) -> dict[str, list[st
     return {g: sorted(names) for g, names in sorted(groups.items())}
 
 
-def _pending(out: ConfigOutcome, reason: str, message: str) -> ConfigOutcome:
+def _pending(out: Outcome, reason: str, message: str) -> None:
     out.status["phase"] = "Pending"
-    out.conditions += [("SourceReady", False, reason, message), ("Ready", False, reason, message)]
-    return out
+    out.condition(c.SOURCE_READY, False, reason, message)
+    out.stop(blocked=True)
 
 
-def _invalid(out: ConfigOutcome, reason: str, message: str) -> ConfigOutcome:
+def _invalid(out: Outcome, reason: str, message: str) -> None:
     out.status["phase"] = "Invalid"
-    out.conditions += [("Valid", False, reason, message), ("Ready", False, reason, message)]
-    out.event = ("Warning", reason, message)
-    return out
+    out.condition(c.VALID, False, reason, message)
+    out.event("Warning", reason, message)
+    out.stop()

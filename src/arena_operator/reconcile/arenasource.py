@@ -1,6 +1,5 @@
-"""One reconcile pass of an ArenaSource, as ordered steps: decide → resolve credentials → check the remote
-revision (cheap) → fetch → validate the bundle → package and store the artifact. No kopf in here: the handler
-turns the outcome into a status patch and events."""
+"""One reconcile pass of an ArenaSource, as ordered steps: suspended? → fetch (credentials, the remote revision
+(cheap), fetch only when it changed, validate the bundle, package and store the artifact). No kopf in here."""
 
 from __future__ import annotations
 
@@ -12,46 +11,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..api.common import parse_duration, parse_rfc3339, rfc3339
+from ..api import conditions as c
+from ..api.common import FLUX_REQUESTED_AT_ANNOTATION, REQUESTED_AT_ANNOTATION, parse_duration, parse_rfc3339, rfc3339
 from ..engine.bundle import load_bundle
 from ..engine.errors import BundleInvalid
-from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact, files_from_mapping
+from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact
 from ..sources.errors import SourceError
-from ..sources.git import GitAuth, GitSource
-from ..sources.oci import OCIAuth, OCISource
+from ..sources.fetchers import Fetcher, fetcher_for, secret_ref_of
 from ..sources.store import ArtifactStore
+from .outcome import Outcome, ReadyRule, Step, run_steps
 
-REQUESTED_AT = "omnia.altairalabs.ai/reconcile-requested-at"
 JITTER = 0.10
 MAX_PROBLEMS_SHOWN = 5
-
-
-class Fetcher(Protocol):
-    async def remote_revision(self) -> str: ...
-
-    async def fetch(self, dest: Path) -> str: ...
-
+READY_RULE = ReadyRule(positive=(c.SOURCE_VALID, c.ARTIFACT_AVAILABLE),
+                       abnormal=(c.STALLED, c.FETCH_FAILED_CONDITION))
 
 SecretReader = Callable[[str, str], Awaitable[dict[str, str]]]
 ConfigMapReader = Callable[[str, str], Awaitable[tuple[dict[str, str], str]]]
-
-
-@dataclass
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-@dataclass
-class Outcome:
-    """What the pass found: the status fields to patch and the events to post."""
-
-    status: dict[str, Any] = field(default_factory=dict)
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -91,7 +69,7 @@ def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | No
         return None if status.get("phase") == "Suspended" else "suspended"
     if status.get("observedGeneration") != ctx.generation:
         return "spec changed"
-    requested = ctx.annotations.get(REQUESTED_AT)
+    requested = requested_at(ctx.annotations)
     if requested and requested != status.get("lastHandledReconcileAt"):
         return "reconcile requested"
     artifact = status.get("artifact") or {}
@@ -105,63 +83,25 @@ def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | No
     return None
 
 
-async def _secret(ctx: SourceContext, ref: Any) -> dict[str, str] | None:
-    if ref is None:
-        return None
-    try:
-        return await ctx.read_secret(ctx.namespace, ref.name)
-    except LookupError:
-        raise SourceError("SecretNotFound", f"secret {ctx.namespace}/{ref.name} (secretRef) not found",
-                          retryable=True) from None
-
-
-class _ConfigMapFetcher:
-    def __init__(self, ctx: SourceContext) -> None:
-        self.ctx = ctx
-        self.spec = ctx.spec.config_map
-
-    async def _read(self) -> tuple[dict[str, str], str]:
-        try:
-            return await self.ctx.read_config_map(self.ctx.namespace, self.spec.name)
-        except LookupError:
-            raise SourceError("ConfigMapNotFound", f"configmap {self.ctx.namespace}/{self.spec.name} not found",
-                              retryable=True) from None
-
-    async def remote_revision(self) -> str:
-        return (await self._read())[1]
-
-    async def fetch(self, dest: Path) -> str:
-        data, version = await self._read()
-        if self.spec.key:
-            if self.spec.key not in data:
-                raise SourceError("InvalidBundleLayout", f"configmap {self.spec.name} has no key {self.spec.key!r} "
-                                  f"(keys: {sorted(data)})")
-            data = {self.spec.key: data[self.spec.key]}
-        files_from_mapping(data, dest)
-        return version
+def requested_at(annotations: dict[str, str]) -> str | None:
+    """A manual reconcile request: our annotation, or Flux's (`flux reconcile source ...` sets it)."""
+    return annotations.get(REQUESTED_AT_ANNOTATION) or annotations.get(FLUX_REQUESTED_AT_ANNOTATION)
 
 
 async def build_fetcher(ctx: SourceContext, timeout: float) -> Fetcher:
-    spec = ctx.spec
-    if spec.type == "git":
-        git = spec.git
-        secret = await _secret(ctx, git.secret_ref)
-        ref = git.ref
-        return GitSource(git.url, branch=ref.branch if ref else None, tag=ref.tag if ref else None,
-                         commit=ref.commit if ref else None, path=git.path,
-                         auth=GitAuth.from_secret(secret) if secret else None, timeout=timeout)
-    if spec.type == "oci":
-        oci = spec.oci
-        secret = await _secret(ctx, oci.secret_ref)
-        auth = None
-        if secret:
-            config = secret.get(".dockerconfigjson")
-            if config is None:
-                raise SourceError("InvalidSecret", f"secret {oci.secret_ref.name} is not of type "
-                                  "kubernetes.io/dockerconfigjson (no .dockerconfigjson key)")
-            auth = OCIAuth.from_dockerconfigjson(config, OCISource.host_of(oci.url))
-        return OCISource(oci.url, auth=auth, insecure=oci.insecure, timeout=timeout)
-    return _ConfigMapFetcher(ctx)
+    ref = secret_ref_of(ctx.spec)
+    secret = None
+    if ref is not None:
+        try:
+            secret = await ctx.read_secret(ctx.namespace, ref.name)
+        except LookupError:
+            raise SourceError(c.SECRET_NOT_FOUND, f"secret {ctx.namespace}/{ref.name} (secretRef) not found",
+                              retryable=True) from None
+
+    async def read_config_map(name: str) -> tuple[dict[str, str], str]:
+        return await ctx.read_config_map(ctx.namespace, name)
+
+    return fetcher_for(ctx.spec, secret, read_config_map, timeout=timeout, namespace=ctx.namespace)
 
 
 def _validate_bundle(directory: Path) -> None:
@@ -171,7 +111,7 @@ def _validate_bundle(directory: Path) -> None:
         shown = "; ".join(str(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN])
         more = len(exc.problems) - MAX_PROBLEMS_SHOWN
         suffix = f" (and {more} more)" if more > 0 else ""
-        raise SourceError("InvalidBundle", f"{shown}{suffix}") from None
+        raise SourceError(c.INVALID_BUNDLE, f"{shown}{suffix}") from None
 
 
 async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float) -> dict[str, Any]:
@@ -182,12 +122,13 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
         try:
             revision = await asyncio.wait_for(fetcher.fetch(content), timeout)
         except TimeoutError:
-            raise SourceError("FetchTimeout", f"fetch did not finish within {timeout:g}s (spec.timeout)",
+            raise SourceError(c.FETCH_TIMEOUT, f"fetch did not finish within {timeout:g}s (spec.timeout)",
                               retryable=True) from None
         await asyncio.to_thread(_validate_bundle, content)
         info = await asyncio.to_thread(build_artifact, content, scratch / "artifact.tar.gz")
         if info.size > ctx.max_bytes:
-            raise SourceError("ArtifactTooLarge", f"artifact is {info.size} bytes, over the {ctx.max_bytes}-byte limit")
+            raise SourceError(c.ARTIFACT_TOO_LARGE,
+                              f"artifact is {info.size} bytes, over the {ctx.max_bytes}-byte limit")
         stored = await asyncio.to_thread(ctx.store.put, ctx.namespace, ctx.name, info.digest,
                                          scratch / "artifact.tar.gz")
         return {"revision": revision, "digest": info.digest, "size": info.size,
@@ -196,26 +137,25 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def reconcile_source(ctx: SourceContext) -> Outcome:
-    """Run the steps; the first error stops the pass and becomes conditions, an event and a backoff."""
-    spec, status = ctx.spec, ctx.status
-    out = Outcome(status={"observedGeneration": ctx.generation})
-    requested = ctx.annotations.get(REQUESTED_AT)
-    if requested:
-        out.status["lastHandledReconcileAt"] = requested
-    if spec.suspend:
+async def step_suspended(ctx: SourceContext, out: Outcome) -> None:
+    """A suspended source keeps its artifact and conditions and stops polling."""
+    if ctx.spec.suspend:
         out.status["phase"] = "Suspended"
-        out.events.append(Event("Normal", "Suspended", "polling stopped (spec.suspend)"))
-        return out
-    interval = parse_duration(spec.interval).total_seconds()
-    timeout = parse_duration(spec.timeout).total_seconds()
-    current = status.get("artifact") or {}
+        out.event("Normal", c.SUSPENDED, "polling stopped (spec.suspend)")
+        out.stop()
+
+
+async def step_fetch(ctx: SourceContext, out: Outcome) -> None:
+    """Check the remote revision; fetch, validate and store only when it changed; on error keep the last good."""
+    interval = parse_duration(ctx.spec.interval).total_seconds()
+    timeout = parse_duration(ctx.spec.timeout).total_seconds()
+    current = ctx.status.get("artifact") or {}
     try:
         fetcher = await build_fetcher(ctx, timeout)
         try:
             remote = await asyncio.wait_for(fetcher.remote_revision(), timeout)
         except TimeoutError:
-            raise SourceError("FetchTimeout", f"revision check did not finish within {timeout:g}s",
+            raise SourceError(c.FETCH_TIMEOUT, f"revision check did not finish within {timeout:g}s",
                               retryable=True) from None
         unchanged = (remote == current.get("revision") and current.get("digest")
                      and ctx.store.has(ctx.namespace, ctx.name, current["digest"]))
@@ -227,31 +167,46 @@ async def reconcile_source(ctx: SourceContext) -> Outcome:
             artifact = await _fetch_and_store(ctx, fetcher, timeout)
             out.status["artifact"] = artifact
             out.status["lastFetchTime"] = rfc3339(ctx.now)
-            changed = artifact["revision"] != current.get("revision") or artifact["digest"] != current.get("digest")
-            if changed:
-                out.events.append(Event("Normal", "NewArtifact",
-                                        f"stored artifact for revision {artifact['revision']} ({artifact['digest']})"))
+            if artifact["revision"] != current.get("revision") or artifact["digest"] != current.get("digest"):
+                out.event("Normal", c.NEW_ARTIFACT,
+                          f"stored artifact for revision {artifact['revision']} ({artifact['digest']})")
     except SourceError as exc:
-        return _failed(ctx, out, exc, interval)
+        _failed(ctx, out, exc, interval)
+        return
     out.status.update(phase="Ready", consecutiveFailures=0, nextFetchTime=rfc3339(next_fetch(ctx.now, interval)))
     revision = (out.status.get("artifact") or current).get("revision")
-    out.conditions += [("SourceValid", True, "Succeeded", f"bundle at {revision} is valid"),
-                       ("ArtifactAvailable", True, "Succeeded", f"artifact for revision {revision} is available"),
-                       ("Ready", True, "Succeeded", f"stored artifact for revision {revision}")]
-    return out
+    out.remove_condition(c.FETCH_FAILED_CONDITION)
+    out.condition(c.SOURCE_VALID, True, c.SUCCEEDED, f"bundle at {revision} is valid")
+    out.condition(c.ARTIFACT_AVAILABLE, True, c.SUCCEEDED, f"stored artifact for revision {revision}")
 
 
-def _failed(ctx: SourceContext, out: Outcome, exc: SourceError, interval: float) -> Outcome:
+STEPS: tuple[Step[SourceContext], ...] = (
+    Step(step_suspended),
+    Step(step_fetch, owns=(c.FETCH_FAILED_CONDITION, c.SOURCE_VALID, c.ARTIFACT_AVAILABLE)),
+)
+
+
+async def reconcile_source(ctx: SourceContext) -> Outcome:
+    """Run the steps; the first error stops the pass and becomes conditions, an event and a backoff."""
+    out = Outcome(status={"observedGeneration": ctx.generation})
+    requested = requested_at(ctx.annotations)
+    if requested:
+        out.status["lastHandledReconcileAt"] = requested
+    return await run_steps(ctx, STEPS, out, ctx.status.get("conditions") or [], READY_RULE)
+
+
+def _failed(ctx: SourceContext, out: Outcome, exc: SourceError, interval: float) -> None:
     """Keep the last good artifact, say precisely what is wrong, and retry with backoff."""
     failures = int(ctx.status.get("consecutiveFailures") or 0) + 1
     delay = backoff(failures, interval)
     has_artifact = bool((ctx.status.get("artifact") or {}).get("digest"))
     out.status.update(phase="Error", consecutiveFailures=failures,
                       nextFetchTime=rfc3339(ctx.now + timedelta(seconds=delay)))
-    if exc.reason == "InvalidBundle":
-        out.conditions.append(("SourceValid", False, exc.reason, exc.message))
-    out.conditions.append(("ArtifactAvailable", has_artifact, "LastGoodArtifact" if has_artifact else exc.reason,
-                           "serving the last good artifact" if has_artifact else exc.message))
-    out.conditions.append(("Ready", False, exc.reason, exc.message))
-    out.events.append(Event("Warning", exc.reason, f"{exc.message} (retrying in {delay:.0f}s)"))
-    return out
+    if exc.reason == c.INVALID_BUNDLE:
+        out.condition(c.SOURCE_VALID, False, exc.reason, exc.message)
+    else:
+        out.condition(c.FETCH_FAILED_CONDITION, True, exc.reason, exc.message)
+    out.condition(c.ARTIFACT_AVAILABLE, has_artifact, c.LAST_GOOD_ARTIFACT if has_artifact else exc.reason,
+                  "serving the last good artifact" if has_artifact else exc.message)
+    out.event("Warning", exc.reason, f"{exc.message} (retrying in {delay:.0f}s)")
+    out.stop()

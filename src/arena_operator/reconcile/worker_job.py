@@ -22,14 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.common import API_VERSION
+from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
 from ..runplan.resolution import SecretEnv
 
 WORKER_SUFFIX = "-worker"
 MAX_NAME = 63  # a Job's name becomes the job-name label value of its pods: at most 63 characters
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ARENAJOB = "omnia.altairalabs.ai/arenajob"
 WORKER_APP = "arena-worker"
 MANAGER = "arena-operator"
 CONTAINER = "worker"

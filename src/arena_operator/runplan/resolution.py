@@ -38,13 +38,6 @@ from ..api.toolregistry import ToolRegistrySpec
 from ..engine import spec as engine_spec
 from ..engine.bundle import Bundle
 
-NO_PROVIDER_MATCHED = "NoProviderMatched"
-NO_TOOL_REGISTRY_MATCHED = "NoToolRegistryMatched"
-DUPLICATE_TOOL = "DuplicateTool"
-PROVIDER_CONFLICT = "ProviderConflict"
-PROVIDER_NOT_FOUND = c.PROVIDER_NOT_FOUND
-INVALID_SPEC = c.INVALID_SPEC
-
 INLINE_MOCK_KEY = "mock_config_inline"
 """``additional_config`` key of a mock Provider's inline ``mockConfig`` until a worker writes it to a file."""
 
@@ -110,7 +103,7 @@ def _as_model(model: type[M], value: M | Mapping[str, Any], what: str) -> M:
     try:
         return model.model_validate(dict(value))  # kopf hands over Mapping views, strict models want a dict
     except ValidationError as exc:
-        raise ResolutionError(INVALID_SPEC, f"{what}: {_first_error(exc)}") from None
+        raise ResolutionError(c.INVALID_SPEC, f"{what}: {_first_error(exc)}") from None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -197,7 +190,7 @@ def _secret_key(name: str, crd: ProviderCrdSpec) -> str | None:
         return None
     key = ref.key or DEFAULT_KEY_BY_TYPE.get(crd.type)
     if not key:
-        raise ResolutionError(INVALID_SPEC, f"Provider {name}: credential.secretRef.key is required for type "
+        raise ResolutionError(c.INVALID_SPEC, f"Provider {name}: credential.secretRef.key is required for type "
                                             f"{crd.type} (it has no usual variable name)")
     return key
 
@@ -275,12 +268,12 @@ def resolve_providers(bundle_groups: Mapping[str, list[str]], config_spec: Arena
         if isinstance(rule, LabelSelector):
             matched = _select(providers, rule)
             if not matched:
-                raise ResolutionError(NO_PROVIDER_MATCHED, f"{where}: no Provider matches {format_selector(rule)} "
+                raise ResolutionError(c.NO_PROVIDER_MATCHED, f"{where}: no Provider matches {format_selector(rule)} "
                                                            f"({_inventory('Provider', providers)})")
         else:
             missing = [name for name in rule if name not in by_name]
             if missing:
-                raise ResolutionError(PROVIDER_NOT_FOUND, f"{where}: Provider {', '.join(missing)} not found "
+                raise ResolutionError(c.PROVIDER_NOT_FOUND, f"{where}: Provider {', '.join(missing)} not found "
                                                           f"({_inventory('Provider', providers)})")
             matched = sorted((by_name[name] for name in dict.fromkeys(rule)), key=_name)
         resolved.groups[group] = [_name(p) for p in matched]
@@ -320,7 +313,7 @@ def _matched_handlers(job_spec: ArenaJobSpec | Mapping[str, Any],
     selector = job.tool_registry_override.selector
     matched = _select(registries, selector)
     if not matched:
-        raise ResolutionError(NO_TOOL_REGISTRY_MATCHED, f"toolRegistryOverride: no ToolRegistry matches "
+        raise ResolutionError(c.NO_TOOL_REGISTRY_MATCHED, f"toolRegistryOverride: no ToolRegistry matches "
                                                         f"{format_selector(selector)} "
                                                         f"({_inventory('ToolRegistry', registries)})")
     seen: dict[str, str] = {}
@@ -331,7 +324,7 @@ def _matched_handlers(job_spec: ArenaJobSpec | Mapping[str, Any],
         for handler in spec.handlers:
             here = f"ToolRegistry {name} (handler {handler.name})"
             if handler.tool.name in seen:
-                raise ResolutionError(DUPLICATE_TOOL, f"toolRegistryOverride: tool {handler.tool.name} is defined "
+                raise ResolutionError(c.DUPLICATE_TOOL, f"toolRegistryOverride: tool {handler.tool.name} is defined "
                                                       f"by {seen[handler.tool.name]} and by {here}")
             seen[handler.tool.name] = here
             handlers.append((name, handler))
@@ -396,7 +389,7 @@ def apply_to_bundle(bundle: Bundle, resolved: ResolvedProviders, tools: Mapping[
     for group in groups:
         for name in resolved.groups[group]:
             if name in bundle.providers and name not in added:
-                raise ResolutionError(PROVIDER_CONFLICT, f"Provider {name} resolved for group {group} has the "
+                raise ResolutionError(c.PROVIDER_CONFLICT, f"Provider {name} resolved for group {group} has the "
                                                          f"name of the bundle's provider {name} of group "
                                                          f"{bundle.provider_groups.get(name, DEFAULT_GROUP)}")
             bundle.providers[name] = engine_spec.ProviderSpec.model_validate(resolved.specs[name])

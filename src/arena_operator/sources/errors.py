@@ -11,16 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# Reasons are CamelCase constants, as in Flux; the operator copies them into condition reasons.
-INVALID_URL = "InvalidURL"
-AUTHENTICATION_FAILED = "AuthenticationFailed"
-REVISION_NOT_FOUND = "RevisionNotFound"
-UNREACHABLE = "Unreachable"
-FETCH_TIMEOUT = "FetchTimeout"
-UNSAFE_ARTIFACT = "UnsafeArtifact"
-ARTIFACT_TOO_LARGE = "ArtifactTooLarge"
-INVALID_BUNDLE_LAYOUT = "InvalidBundleLayout"
-DIGEST_MISMATCH = "DigestMismatch"
+# Reasons are CamelCase constants of the API (api.conditions); the operator copies them into condition reasons.
+from ..api.conditions import (
+    ARTIFACT_TOO_LARGE,
+    AUTHENTICATION_FAILED,
+    DIGEST_MISMATCH,
+    FETCH_TIMEOUT,
+    INVALID_BUNDLE_LAYOUT,
+    INVALID_URL,
+    REVISION_NOT_FOUND,
+    UNREACHABLE,
+    UNSAFE_ARTIFACT,
+)
 
 # The fetchers raise these; callers may add their own CamelCase reasons (e.g. "SecretNotFound").
 REASONS = frozenset({
