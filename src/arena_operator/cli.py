@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from . import __version__
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arena", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"arena {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
     validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
