@@ -22,7 +22,7 @@ from .engine.plan import RunFilters, generate_plan
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
-from .runplan.resolution import ResolutionError
+from .runplan.selection import ResolutionError
 from .sources.errors import SourceError
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--insecure", action="store_true", help="plain HTTP (registries without TLS)")
     push.add_argument("--username", help="registry user; the password is read from $ARENA_REGISTRY_PASSWORD")
     crds = commands.add_parser("crds", help="render the CRDs from the API models into a directory, or --check it")
-    crds.add_argument("--out", type=Path, default=Path("crds"), help="directory of the CRD files (default: crds)")
+    crds.add_argument("--out", type=Path, help="directory of the CRD files (default: crds and the Helm chart's "
+                      "charts/arena-operator/crds)")
     crds.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ from the models")
     return parser
 
@@ -168,22 +169,25 @@ def _cmd_push(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_crds(args: argparse.Namespace, console: Console) -> int:
-    """Generate crds/ from the pydantic models (the single schema source), or check that it is up to date."""
-    from .api.crds import check_crds, write_crds
+    """Generate crds/ (and the chart's copy) from the pydantic models (the single schema source), or check them."""
+    from .api.crds import CRD_DIRS, check_crds, write_crds
 
+    directories = [args.out] if args.out else [Path(directory) for directory in CRD_DIRS]
     if args.check:
-        problems = check_crds(args.out)
+        problems = [problem for directory in directories for problem in check_crds(directory)]
         errors = Console(stderr=True, soft_wrap=True)
         for problem in problems:
             errors.print(problem, markup=False, highlight=False)
+        where = " ".join(str(directory) for directory in directories)
         if problems:
-            errors.print(f"CRDs differ from the API models: run `arena crds --out {args.out}`", style="red",
-                         markup=False)
+            errors.print(f"CRDs differ from the API models: run `arena crds{' --out ' + where if args.out else ''}`",
+                         style="red", markup=False)
             return EXIT_FAILURES
-        console.print(f"ok: {args.out} matches the API models", style="green", markup=False)
+        console.print(f"ok: {where} match the API models", style="green", markup=False)
         return EXIT_OK
-    for path in write_crds(args.out):
-        console.print(f"wrote {path}", markup=False, highlight=False)
+    for directory in directories:
+        for path in write_crds(directory):
+            console.print(f"wrote {path}", markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -14,10 +14,12 @@ import redis.asyncio as aioredis
 
 from arena_operator.engine.bundle import load_bundle
 from arena_operator.sources.artifact import build_artifact
+from arena_operator.sources.download import fetch_bundle
+from arena_operator.sources.errors import SourceError
 from arena_operator.sources.server import ArtifactServer
 from arena_operator.sources.store import ArtifactStore
 from arena_operator.worker.metrics import WorkerMetrics
-from arena_operator.worker.run import WorkerError, WorkerSettings, aggregate_or_wait, fetch_bundle, run_worker
+from arena_operator.worker.run import WorkerError, WorkerSettings, aggregate_or_wait, run_worker
 from arena_operator.workqueue.queue import WorkQueue, job_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,11 +35,11 @@ async def test_fetch_bundle_checks_the_digest(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}/artifacts/{stored.relative_url}"
         bundle = await fetch_bundle(url, info.digest, tmp_path / "ok")
         assert len(load_bundle(bundle).scenarios) == 6
-        with pytest.raises(WorkerError, match="refusing to run it"):
+        with pytest.raises(SourceError, match="refusing to run it"):
             await fetch_bundle(url, "sha256:" + "0" * 64, tmp_path / "bad")
-        with pytest.raises(WorkerError, match="HTTP 404"):
+        with pytest.raises(SourceError, match="HTTP 404"):
             await fetch_bundle(url.replace(info.digest[7:17], "f" * 10), info.digest, tmp_path / "missing")
-        with pytest.raises(WorkerError, match="larger than 100 bytes"):
+        with pytest.raises(SourceError, match="larger than 100 bytes"):
             await fetch_bundle(url, info.digest, tmp_path / "big", max_bytes=100)
     finally:
         await server.stop()

@@ -1,4 +1,4 @@
-"""resolution.py: selector semantics, provider precedence, spec conversion, tool overrides, applying to a bundle."""
+"""runplan: selector semantics, provider precedence, spec conversion, tool overrides, applying to a bundle."""
 
 from __future__ import annotations
 
@@ -17,23 +17,18 @@ from arena_operator.engine.bundle import Bundle, load_bundle
 from arena_operator.engine.plan import generate_plan
 from arena_operator.engine.providers.registry import build_providers
 from arena_operator.engine.spec import ProviderSpec as EngineProviderSpec
-from arena_operator.runplan.resolution import (
-    ResolutionError,
+from arena_operator.runplan.apply import apply_resolved_config, apply_to_bundle, materialize_mock_configs
+from arena_operator.runplan.providers import (
     ResolvedProviders,
     SecretEnv,
-    apply_resolved_config,
-    apply_to_bundle,
     bundle_groups,
     effective_groups,
     engine_provider_spec,
-    format_selector,
-    materialize_mock_configs,
     provider_env_var,
     resolve_providers,
-    resolve_tools,
-    resolved_tool_records,
-    selector_matches,
 )
+from arena_operator.runplan.selection import ResolutionError, format_selector, selector_matches
+from arena_operator.runplan.tools import resolve_tools, resolved_tool_records
 
 
 def provider(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:

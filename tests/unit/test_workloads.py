@@ -18,7 +18,7 @@ from arena_operator.reconcile.worker_job import (
     build_worker_job,
     worker_job_name,
 )
-from arena_operator.runplan.resolution import SecretEnv
+from arena_operator.runplan.providers import SecretEnv
 
 SECRET_VALUE = "sk-live-DO-NOT-LEAK-0123456789"  # never given to the builder: it must not be able to leak it
 S3_OUTPUT = {"type": "s3", "s3": {"bucket": "arena-results", "prefix": "evals/nightly/", "region": "us-west-2",

@@ -12,11 +12,11 @@ from .assertions.guardrails import run_validators
 from .assertions.judge import DEFAULT_JUDGE_PROMPT, Verdict, parse_verdict
 from .assertions.registry import evaluate
 from .bundle import Bundle
+from .durations import parse_duration
 from .errors import ProviderError
 from .persona import persona_system_prompt, swap_roles
 from .plan import RunCombination
 from .providers.base import Provider
-from .providers.http import parse_duration
 from .result import RunResult
 from .spec import AssertionSpec, PromptConfigSpec, ScenarioSpec, Turn
 from .templating import render

@@ -20,7 +20,9 @@ from ..api.arenajob import ArenaJobSpec
 from ..api.arenasource import ArenaSourceSpec
 from ..api.common import GROUP
 from ..engine.bundle import Bundle
-from ..runplan.resolution import apply_to_bundle, bundle_groups, resolve_providers, resolve_tools
+from ..runplan.apply import apply_to_bundle
+from ..runplan.providers import bundle_groups, resolve_providers
+from ..runplan.tools import resolve_tools
 from ..runplan.units import plan_inputs
 from ..sources.fetchers import fetcher_for
 from .run import LocalRunOptions

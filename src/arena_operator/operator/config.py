@@ -10,6 +10,7 @@ from pathlib import Path
 from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.store import DEFAULT_KEEP
+from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS
 
 
 def _float(name: str, default: float) -> float:
@@ -47,8 +48,8 @@ class OperatorConfig:
             worker_image=os.environ.get("ARENA_WORKER_IMAGE", "ghcr.io/arena-operator/arena-operator:0.1.0"),
             max_units=int(os.environ.get("ARENA_MAX_UNITS", DEFAULT_MAX_UNITS)),
             config_wait_seconds=float(os.environ.get("ARENA_CONFIG_WAIT_SECONDS", "600")),
-            visibility_timeout=float(os.environ.get("ARENA_VISIBILITY_TIMEOUT_SECONDS", "120")),
-            aggregation_lease=float(os.environ.get("ARENA_AGGREGATION_LEASE_SECONDS", "30")),
+            visibility_timeout=_float("ARENA_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
+            aggregation_lease=_float("ARENA_AGGREGATION_LEASE_SECONDS", DEFAULT_AGGREGATION_LEASE_SECONDS),
         )
 
     def base_url(self, port: int) -> str:

@@ -16,18 +16,13 @@ from ..api.arenajob import ArenaJobSpec
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.errors import BundleInvalid
 from ..kube import Kube, Workloads
-from ..runplan.resolution import (
-    ResolutionError,
-    ResolvedProviders,
-    apply_to_bundle,
-    bundle_groups,
-    resolve_providers,
-    resolve_tools,
-    resolved_tool_records,
-)
+from ..runplan.apply import apply_to_bundle
+from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
+from ..runplan.selection import ResolutionError
+from ..runplan.tools import resolve_tools, resolved_tool_records
 from ..runplan.units import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 from ..sources.store import ArtifactStore
-from ..workqueue.queue import WorkQueue
+from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, WorkQueue
 from .arenaconfig import load_config_bundle, source_info
 from .autoscale import decide_scale
 from .outcome import Outcome, ReadyRule, Step, run_steps
@@ -46,8 +41,8 @@ class JobSettings:
     worker_redis_url: str
     max_units: int
     config_wait: float  # seconds a job waits for its ArenaConfig to become Ready before failing
-    visibility_timeout: float = 120.0
-    aggregation_lease: float = 30.0
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+    aggregation_lease: float = DEFAULT_AGGREGATION_LEASE_SECONDS
 
 
 @dataclass

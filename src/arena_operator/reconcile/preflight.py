@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..api import conditions as c
 from ..api.arenajob import OutputSpec
 from ..kube import Kube, NotFound
-from ..runplan.resolution import SecretEnv
+from ..runplan.providers import SecretEnv
 
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
-from ..runplan.resolution import SecretEnv
+from ..runplan.providers import SecretEnv
 
 WORKER_SUFFIX = "-worker"
 MAX_NAME = 63  # a Job's name becomes the job-name label value of its pods: at most 63 characters

@@ -8,9 +8,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.bundle import Bundle
-from ..engine.plan import RunFilters, iter_plan
+from ..engine.plan import RunCombination, RunFilters, iter_plan
 
 DEFAULT_MAX_UNITS = 100_000
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One scenario × provider × region × trial: what the planner enqueues and a worker runs. Its id is the
+    deterministic run id, so re-enqueueing after a crash is idempotent."""
+
+    id: str
+    scenario: str
+    provider: str
+    region: str
+    trial: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "scenario": self.scenario, "provider": self.provider, "region": self.region,
+                "trial": self.trial}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkUnit:
+        """The unit from its queue form; a malformed entry raises ValueError naming what is missing."""
+        missing = [k for k in ("id", "scenario", "provider", "region", "trial") if k not in data]
+        if missing:
+            raise ValueError(f"work unit without {', '.join(missing)}: {sorted(data)}")
+        return cls(str(data["id"]), str(data["scenario"]), str(data["provider"]), str(data["region"]),
+                   int(data["trial"]))
+
+    def combination(self) -> RunCombination:
+        return RunCombination(self.region, self.scenario, self.provider, self.trial)
 
 
 class PlanTooLarge(ValueError):
@@ -37,11 +65,10 @@ def plan_inputs(config_spec: Any, job_spec: Any) -> PlanInputs:
     return PlanInputs(include, exclude, config_spec.trials)
 
 
-def iter_units(bundle: Bundle, inputs: PlanInputs) -> Iterator[dict[str, Any]]:
-    """Work units with deterministic ids (the run id), so re-enqueueing after a crash is idempotent."""
+def iter_units(bundle: Bundle, inputs: PlanInputs) -> Iterator[WorkUnit]:
+    """The plan's work units, streamed."""
     for combo in iter_plan(bundle, inputs.filters()):
-        yield {"id": combo.run_id, "scenario": combo.scenario_id, "provider": combo.provider_id,
-               "region": combo.region, "trial": combo.trial}
+        yield WorkUnit(combo.run_id, combo.scenario_id, combo.provider_id, combo.region, combo.trial)
 
 
 def count_units(bundle: Bundle, inputs: PlanInputs, limit: int = DEFAULT_MAX_UNITS) -> int:
@@ -57,10 +84,11 @@ def count_units(bundle: Bundle, inputs: PlanInputs, limit: int = DEFAULT_MAX_UNI
     return count
 
 
-def batches(units: Iterator[dict[str, Any]], size: int = 500) -> Iterator[list[dict[str, Any]]]:
+def batches(units: Iterator[WorkUnit], size: int = 500) -> Iterator[list[dict[str, Any]]]:
+    """The units in queue form, a batch at a time."""
     batch: list[dict[str, Any]] = []
     for unit in units:
-        batch.append(unit)
+        batch.append(unit.to_json())
         if len(batch) >= size:
             yield batch
             batch = []

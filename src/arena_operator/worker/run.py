@@ -8,7 +8,6 @@ limits) is read from Redis, where the operator put it."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -19,21 +18,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
-from ..engine.plan import RunCombination
 from ..engine.providers.registry import build_providers
 from ..logs import setup_logging
 from ..results.aggregate import aggregate
 from ..results.sinks import ResultSink, SinkError, sink_for
 from ..results.summary import Summary
-from ..runplan.resolution import apply_resolved_config
-from ..sources.artifact import DEFAULT_MAX_BYTES, safe_extract
-from ..workqueue.queue import Claimed, WorkQueue
+from ..runplan.apply import apply_resolved_config
+from ..runplan.units import WorkUnit
+from ..sources.download import fetch_bundle
+from ..sources.errors import SourceError
+from ..workqueue.queue import (
+    DEFAULT_AGGREGATION_LEASE_SECONDS,
+    DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+    Claimed,
+    WorkQueue,
+)
 from .metrics import WorkerMetrics
 
 log = logging.getLogger("arena.worker")
@@ -41,8 +45,6 @@ log = logging.getLogger("arena.worker")
 # Errors worth another attempt on another worker: the provider may recover. Others are final for the unit.
 RETRYABLE_KINDS = frozenset({"rate_limited", "server_error", "timeout", "connection", "overloaded", "bad_response"})
 HEARTBEAT_SECONDS = 5.0
-# How long an aggregator that stopped renewing (it died) blocks the others before one of them takes over.
-AGGREGATION_LEASE_SECONDS = 30.0
 # Exit code after SIGTERM: non-zero, so Kubernetes does not count a stopped worker as a finished one (a
 # work-queue Job completes on its first successful pod).
 EXIT_TERMINATED = 143
@@ -82,30 +84,6 @@ class WorkerSettings:
             results_dir=Path(env["ARENA_RESULTS_DIR"]) if env.get("ARENA_RESULTS_DIR") else None,
             metrics_port=int(env["ARENA_METRICS_PORT"]) if env.get("ARENA_METRICS_PORT") else None,
         )
-
-
-async def fetch_bundle(url: str, digest: str, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
-    """Download the artifact, refuse it unless its sha256 is the one the operator recorded, unpack it safely."""
-    archive = dest.with_suffix(".tar.gz")
-    hasher = hashlib.sha256()
-    size = 0
-    async with httpx.AsyncClient(timeout=60) as client, client.stream("GET", url) as response:
-        if response.status_code != 200:
-            raise WorkerError(f"artifact {url}: HTTP {response.status_code}")
-        with archive.open("wb") as out:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise WorkerError(f"artifact {url} is larger than {max_bytes} bytes")
-                hasher.update(chunk)
-                out.write(chunk)
-    actual = f"sha256:{hasher.hexdigest()}"
-    if actual != digest:
-        raise WorkerError(f"artifact {url} has digest {actual}, expected {digest}: refusing to run it")
-    dest.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(safe_extract, archive, dest, max_bytes)
-    archive.unlink()
-    return dest
 
 
 async def aggregate_or_wait(queue: WorkQueue, consumer: str, lease: float,
@@ -165,8 +143,8 @@ class Worker:
             await self.queue.extend(claimed, self.settings.consumer)
 
     async def run_unit(self, claimed: Claimed) -> None:
-        unit = claimed.unit
-        combo = RunCombination(unit["region"], unit["scenario"], unit["provider"], int(unit["trial"]))
+        unit = WorkUnit.from_json(claimed.unit)
+        combo = unit.combination()
         keeper = asyncio.create_task(self._keep_claimed(claimed))
         try:
             result = (await self.executor.execute(combo)).to_dict()
@@ -184,7 +162,7 @@ class Worker:
         await self.queue.complete(claimed, result, unit_outcome(result))
         log.info("unit %s %s", claimed.unit_id, result.get("Status"),
                  extra={"job": self.settings.job, "namespace": self.settings.namespace, "unit": claimed.unit_id,
-                        "scenario": unit["scenario"], "provider": unit["provider"], "attempt": claimed.attempt,
+                        "scenario": unit.scenario, "provider": unit.provider, "attempt": claimed.attempt,
                         "revision": self.config.get("revision", ""), "status": result.get("Status")})
 
     async def _slot(self) -> None:
@@ -220,7 +198,7 @@ class Worker:
         finally:
             beat.cancel()
             await self.executor.aclose()
-        lease = float(self.config.get("aggregationLease") or AGGREGATION_LEASE_SECONDS)
+        lease = float(self.config.get("aggregationLease") or DEFAULT_AGGREGATION_LEASE_SECONDS)
         await aggregate_or_wait(self.queue, self.settings.consumer, lease, self._aggregate)
 
     async def _aggregate(self) -> None:
@@ -247,7 +225,8 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
         if config is None:
             log.error("no job config in Redis under %s (was the job deleted?)", settings.job_key)
             return 1
-        queue = WorkQueue(client, settings.job_key, visibility_timeout=float(config.get("visibilityTimeout", 120)),
+        visibility = float(config.get("visibilityTimeout") or DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
+        queue = WorkQueue(client, settings.job_key, visibility_timeout=visibility,
                           max_attempts=int(config.get("maxAttempts", 3)))
         try:
             directory = await fetch_bundle(settings.artifact_url, settings.artifact_digest,
@@ -258,7 +237,7 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
                 if settings.output else None
             if sink is not None:
                 await sink.check()
-        except (WorkerError, SinkError, OSError, ValueError) as exc:
+        except (WorkerError, SourceError, SinkError, OSError, ValueError) as exc:
             await queue.report_fatal(str(exc))
             log.error("worker cannot start: %s", exc)
             return 1

@@ -67,6 +67,8 @@ SECRET_KEYS = {"apikey", "password", "passwd", "secret", "token", "accesstoken",
 MAX_ERROR_CHARS = 4000
 SUMMARY_STRING_CHARS = 300
 HEARTBEAT_RETENTION_S = 3600
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 120.0  # a claimed unit whose worker went silent this long is reclaimed
+DEFAULT_AGGREGATION_LEASE_SECONDS = 30.0  # the aggregating worker renews this lease; others take over when it lapses
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -161,7 +163,8 @@ async def _aiter(units: Iterable[dict] | AsyncIterable[dict]) -> AsyncIterator[d
 class WorkQueue:
     """The work queue of one job run, over a `redis.asyncio.Redis` client (bytes or decoded responses)."""
 
-    def __init__(self, redis: aioredis.Redis, key: str, *, visibility_timeout: float = 60.0,
+    def __init__(self, redis: aioredis.Redis, key: str, *,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
                  max_attempts: int = 3) -> None:
         if visibility_timeout <= 0 or max_attempts < 1:
             raise ValueError("visibility_timeout must be > 0 and max_attempts >= 1")

@@ -11,29 +11,11 @@ from typing import Any
 
 import httpx
 
+from ..durations import parse_duration
 from ..errors import ProviderError
 from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse
 from .base import RETRYABLE_STATUS, Provider, RetryableError, RetryPolicy, parse_retry_after
-
-
-def parse_duration(text: str | int | float | None, default: float) -> float:
-    """'90s', '5m', '1h', '250ms' or a number of seconds → seconds."""
-    if text is None or text == "":
-        return default
-    if isinstance(text, int | float):
-        return float(text)
-    value = text.strip()
-    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
-        if value.endswith(suffix):
-            try:
-                return float(value[: -len(suffix)]) * factor
-            except ValueError:
-                break
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)") from None
 
 
 class HTTPProvider(Provider):
