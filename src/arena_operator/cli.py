@@ -43,12 +43,13 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--region", action="append", help="region(s) to run (default: default)")
     run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
     run.add_argument("--mock-config", type=Path, help="mock responses file for --mock-provider")
-    run.add_argument("--formats", help="comma-separated: json,junit,csv,html (html is always written)")
+    run.add_argument("--formats", help="comma-separated: json,jsonl,junit,csv,html (html is always written; "
+                     "json implies jsonl); default: all")
     run.add_argument("--out", type=Path, default=Path("arena-results"), help="output directory")
     run.add_argument("-j", "--concurrency", type=int, help="parallel runs (default: arena defaults.concurrency)")
     run.add_argument("--ci", action="store_true", help="exit 1 when any run errored or any assertion failed")
     run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
-    run.add_argument("--resume", action="store_true", help="skip runs already in <out>/results.jsonl")
+    run.add_argument("--resume", action="store_true", help="keep <out>/units/ and skip the runs already there")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("--bundle", type=Path, help="with an ArenaJob manifest file: the bundle directory to use "
                      "instead of fetching the ArenaSource")
@@ -133,8 +134,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     except (ValueError, OSError, ProviderError, SourceError, ResolutionError) as exc:
         return _usage_error(str(exc))
     print_summary(console, outcome)
-    totals = outcome.summary.total
-    if args.ci and (totals.failed or totals.errors):
+    totals = outcome.summary
+    if args.ci and (totals.get("failed") or totals.get("errors")):
         return EXIT_FAILURES
     return EXIT_OK
 
