@@ -1,5 +1,6 @@
-"""The layering STYLE.md asks for, enforced: only operator/ talks to kopf, only kube.py to the Kubernetes API,
-and the engine knows nothing of Kubernetes, Redis or the operator."""
+"""The layering of docs/architecture.md, enforced: only operator/ talks to kopf, only kube.py to the Kubernetes
+API, the domain packages never reach up into operator/, the two runtimes (worker/, local/) never import the
+controllers, and the engine knows nothing of Kubernetes, Redis or the operator."""
 
 from __future__ import annotations
 
@@ -51,3 +52,42 @@ def test_engine_is_plain_python(path: Path) -> None:
     assert not {"kopf", "kubernetes", "redis", "boto3"} & top_levels(path)
     ours = {m for m in imported_modules(path) if m.startswith("arena_operator")}
     assert all(m.startswith("arena_operator.engine") for m in ours), f"engine imports outside itself: {ours}"
+
+
+DOMAIN = ("reconcile", "runplan", "workqueue", "results", "engine", "sources", "api")
+
+
+def _ours(path: Path) -> set[str]:
+    return {m for m in imported_modules(path) if m.startswith("arena_operator.")}
+
+
+@pytest.mark.parametrize("path", [p for d in DOMAIN for p in sources(d)], ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_domain_packages_never_import_kopf_or_the_operator(path: Path) -> None:
+    assert "kopf" not in top_levels(path)
+    assert not {m for m in _ours(path) if m.startswith("arena_operator.operator")}
+
+
+@pytest.mark.parametrize("path", sources("worker") + sources("local"), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_runtimes_never_import_the_operator_or_the_controllers(path: Path) -> None:
+    wrong = {m for m in _ours(path) if m.startswith(("arena_operator.operator", "arena_operator.reconcile"))}
+    assert not wrong, f"{path.name} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", sources("api"), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_api_is_the_bottom_layer(path: Path) -> None:
+    assert all(m.startswith("arena_operator.api") for m in _ours(path)), _ours(path)
+
+
+def test_only_the_top_level_modules_the_layout_names() -> None:
+    top = {p.name for p in PACKAGE.glob("*.py")}
+    assert top <= {"__init__.py", "cli.py", "kube.py", "logs.py"}, top
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_source_file_over_400_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 400
+
+
+def test_the_api_group_is_spelled_once() -> None:
+    spelled = [p.relative_to(PACKAGE) for p in sources() if '"omnia.altairalabs.ai' in p.read_text()]
+    assert [str(p) for p in spelled] == ["api/common.py"], spelled

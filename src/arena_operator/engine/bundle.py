@@ -2,43 +2,39 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from . import spec as s
 from .assertions.guardrails import VALIDATORS
 from .assertions.registry import KNOWN_TYPES, required_params
-from .envexpand import expand_tree
 from .errors import BundleInvalid, BundleProblem, TemplateError
+from .manifests import (
+    Collector,
+    Loaded,
+    load_kind,
+    manifest_id,
+    read_manifest,
+    register,
+    report_unknown,
+    suggest,
+    validate_model,
+)
 from .templating import render
-from .yamlsrc import YamlSyntaxError, format_path, line_of, load_yaml_file
 
 log = logging.getLogger(__name__)
 
 ARENA_FILE_NAMES = (
     "config.arena.yaml", "config.arena.yml", "arena.yaml", "arena.yml", "config.yaml", "config.yml",
 )
-API_VERSION = "promptkit.altairalabs.ai/v1alpha1"
 SCRIPTED_ROLES = ("user",)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass
-class Loaded:
-    """A validated spec with where it came from, so later checks can point at the right line."""
-
-    id: str
-    spec: Any
-    file: str
-    doc: Any
-    prefix: tuple[str | int, ...] = ("spec",)  # where the spec sits in `doc`: inline specs live deeper
 
 
 @dataclass
@@ -88,27 +84,6 @@ class Bundle:
         return next((j.provider for j in judges if j.name == name), None)
 
 
-class _Collector:
-    """Accumulates problems so `arena validate` can print all of them at once."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.problems: list[BundleProblem] = []
-
-    def rel(self, path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(self.root.resolve()))
-        except ValueError:
-            return str(path)
-
-    def add(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> None:
-        path = list(path)
-        line = line_of(doc, path) if doc is not None else 0
-        # Fields are named as users think of them: `turns[2].type`, not `spec.turns[2].type`.
-        shown = path[1:] if len(path) > 1 and path[0] == "spec" else path
-        self.problems.append(BundleProblem(file, line, format_path(shown), message))
-
-
 def find_arena_file(path: Path) -> Path:
     """Resolve a file or directory to the arena config file, in upstream's lookup order."""
     if path.is_file():
@@ -122,114 +97,14 @@ def find_arena_file(path: Path) -> Path:
     raise BundleInvalid([BundleProblem(str(path), 0, "", f"no arena config file found (looked for {wanted})")])
 
 
-def _pydantic_message(error: dict[str, Any]) -> str:
-    kind = error.get("type", "")
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"got {error.get('input')!r}, expected one of {expected}"
-    return str(error.get("msg", "invalid value"))
-
-
-def _validate(model: type[M], raw: Any, file: str, doc: Any, prefix: list[str | int], out: _Collector) -> M | None:
-    try:
-        return model.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        for error in exc.errors():
-            out.add(file, doc, prefix + list(error["loc"]), _pydantic_message(error))
-        return None
-
-
-def _read_manifest(path: Path, kind: str, out: _Collector) -> tuple[Any, Any] | None:
-    """Read a manifest, check its kind; returns (document, raw spec)."""
-    file = out.rel(path)
-    if not path.is_file():
-        out.problems.append(BundleProblem(file, 0, "", "file not found"))
-        return None
-    try:
-        doc = load_yaml_file(path)
-    except YamlSyntaxError as exc:
-        out.problems.append(BundleProblem(file, exc.line, "", str(exc)))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        out.problems.append(BundleProblem(file, 0, "", f"cannot read file: {exc}"))
-        return None
-    if not isinstance(doc, dict):
-        out.add(file, doc, [], f"expected a {kind} manifest (a mapping), got {type(doc).__name__}")
-        return None
-    if doc.get("kind") != kind:
-        out.add(file, doc, ["kind"], f"expected kind {kind!r}, got {doc.get('kind')!r}")
-        return None
-    api = doc.get("apiVersion")
-    if api is not None and api != API_VERSION:
-        log.debug("%s: apiVersion %r is not %r; reading it anyway", file, api, API_VERSION)
-    return doc, doc.get("spec")
-
-
-def _manifest_id(doc: Any, spec_obj: Any, path: Path) -> str:
-    meta = doc.get("metadata") if isinstance(doc, dict) else None
-    if isinstance(meta, dict) and meta.get("name"):
-        return str(meta["name"])
-    return str(getattr(spec_obj, "id", None) or getattr(spec_obj, "name", None) or path.stem)
-
-
-def _report_unknown(model: BaseModel, file: str, path: str = "spec") -> None:
-    extra = model.model_extra or {}
-    if extra:
-        log.debug("%s: %s: keeping unknown keys %s", file, path, sorted(extra))
-
-
-def _load_kind(
-    base: Path, ref: str, kind: str, model: type[M], out: _Collector
-) -> Loaded | None:
-    path = base / ref
-    read = _read_manifest(path, kind, out)
-    if read is None:
-        return None
-    doc, raw = read
-    file = out.rel(path)
-    if kind == "Provider":
-        unset: list[tuple[list[str | int], str]] = []
-        expand_tree(doc, [], unset)
-        for where, message in unset:
-            out.add(file, doc, where, message)
-        if unset:
-            return None
-    if raw is None:
-        out.add(file, doc, ["spec"], "required field is missing")
-        return None
-    obj = _validate(model, raw, file, doc, ["spec"], out)
-    if obj is None:
-        return None
-    _report_unknown(obj, file)
-    return Loaded(_manifest_id(doc, obj, path), obj, file, doc)
-
-
-def _register(
-    target: dict[str, Any], loaded: Loaded, out: _Collector, where: dict[str, str], kind: str
-) -> None:
-    if loaded.id in target:
-        out.add(loaded.file, loaded.doc, ["metadata", "name"],
-                f"duplicate {kind} id {loaded.id!r} (also defined in {where[loaded.id]})")
-        return
-    target[loaded.id] = loaded.spec
-    where[loaded.id] = loaded.file
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _check_assertions(
-    assertions: list[s.AssertionSpec], file: str, doc: Any, prefix: list[str | int], out: _Collector
+    assertions: list[s.AssertionSpec], file: str, doc: Any, prefix: list[str | int], out: Collector
 ) -> None:
     for index, assertion in enumerate(assertions):
         where = [*prefix, index]
         kind = assertion.type
         if kind not in KNOWN_TYPES:
-            out.add(file, doc, [*where, "type"], f"unknown assertion {kind!r}{_suggest(kind, KNOWN_TYPES)}")
+            out.add(file, doc, [*where, "type"], f"unknown assertion {kind!r}{suggest(kind, KNOWN_TYPES)}")
             continue
         for name in required_params(kind, assertion.params):
             out.add(file, doc, [*where, "params"], f"assertion {kind!r} needs params.{name}")
@@ -241,18 +116,18 @@ class BundleLoader:
     def __init__(self, path: Path) -> None:
         self.arena_file = find_arena_file(Path(path))
         self.root = self.arena_file.parent
-        self.out = _Collector(self.root)
+        self.out = Collector(self.root)
 
     def load(self) -> Bundle:
-        read = _read_manifest(self.arena_file, "Arena", self.out)
+        read = read_manifest(self.arena_file, "Arena", self.out)
         if read is None:
             raise BundleInvalid(self.out.problems)
         doc, raw = read
         file = self.out.rel(self.arena_file)
-        arena = _validate(s.ArenaSpec, raw, file, doc, ["spec"], self.out)
+        arena = validate_model(s.ArenaSpec, raw, file, doc, ["spec"], self.out)
         if arena is None:
             raise BundleInvalid(self.out.problems)
-        _report_unknown(arena, file)
+        report_unknown(arena, file)
         if not arena.providers and not arena.provider_specs:
             self.out.add(file, doc, ["spec", "providers"], "at least one provider is required")
         bundle = Bundle(root=self.root, arena_file=self.arena_file, arena=arena)
@@ -272,7 +147,7 @@ class BundleLoader:
                 self.out.add(self._arena_rel, self._arena_doc, ["spec", *where, index, "file"],
                              f"{ref.file}: {kind} file not found")
                 continue
-            loaded = _load_kind(self.root, ref.file, kind, model, self.out)
+            loaded = load_kind(self.root, ref.file, kind, model, self.out)
             if loaded is not None:
                 on_loaded(loaded, ref)
 
@@ -288,26 +163,26 @@ class BundleLoader:
 
         def on_prompt(loaded: Loaded, ref: s.PromptConfigRef) -> None:
             loaded.id = ref.id or loaded.id
-            _register(bundle.prompt_configs, loaded, self.out, where["prompt"], "prompt config")
+            register(bundle.prompt_configs, loaded, self.out, where["prompt"], "prompt config")
             bundle.prompt_vars[loaded.id] = ref.vars
             self._prompt_docs[loaded.id] = loaded
 
         def on_provider(loaded: Loaded, ref: s.ProviderRef) -> None:
-            _register(bundle.providers, loaded, self.out, where["provider"], "provider")
+            register(bundle.providers, loaded, self.out, where["provider"], "provider")
             bundle.provider_groups.setdefault(loaded.id, ref.group)
             self._check_mock_config(loaded)
 
         def on_scenario(loaded: Loaded, _ref: Any) -> None:
-            _register(bundle.scenarios, loaded, self.out, where["scenario"], "scenario")
+            register(bundle.scenarios, loaded, self.out, where["scenario"], "scenario")
             bundle.scenario_files.setdefault(loaded.id, loaded.file)
             self._scenario_docs[loaded.id] = loaded
 
         def on_tool(loaded: Loaded, _ref: Any) -> None:
             loaded.spec.name = loaded.id
-            _register(bundle.tools, loaded, self.out, where["tool"], "tool")
+            register(bundle.tools, loaded, self.out, where["tool"], "tool")
 
         def on_persona(loaded: Loaded, _ref: Any) -> None:
-            _register(bundle.personas, loaded, self.out, where["persona"], "persona")
+            register(bundle.personas, loaded, self.out, where["persona"], "persona")
 
         self._scenario_docs: dict[str, Loaded] = {}
         self._prompt_docs: dict[str, Loaded] = {}
@@ -318,9 +193,9 @@ class BundleLoader:
         self._each(("tools",), "Tool", s.ToolSpec, on_tool)
         self._each(("self_play", "personas"), "Persona", s.PersonaSpec, on_persona)
         for ref in arena.evals:
-            read = _read_manifest(self.root / ref.file, "Eval", self.out)
+            read = read_manifest(self.root / ref.file, "Eval", self.out)
             if read is not None:
-                bundle.evals[_manifest_id(read[0], None, self.root / ref.file)] = read[1]
+                bundle.evals[manifest_id(read[0], None, self.root / ref.file)] = read[1]
         self._load_inline(bundle, doc, file, where)
 
     def _load_inline(self, bundle: Bundle, doc: Any, file: str, where: dict[str, dict[str, str]]) -> None:
@@ -333,13 +208,13 @@ class BundleLoader:
         ]
         for key, model, target, kind in inline:
             for item_id, raw in getattr(bundle.arena, key).items():
-                obj = _validate(model, raw, file, doc, ["spec", key, item_id], self.out)
+                obj = validate_model(model, raw, file, doc, ["spec", key, item_id], self.out)
                 if obj is None:
                     continue
                 loaded = Loaded(str(item_id), obj, file, doc)
                 if kind == "tool":
                     obj.name = obj.name or loaded.id
-                _register(target, loaded, self.out, where[kind], kind)
+                register(target, loaded, self.out, where[kind], kind)
                 if kind == "provider":
                     bundle.provider_groups.setdefault(loaded.id, "default")
                 if kind == "scenario":
@@ -358,14 +233,14 @@ class BundleLoader:
         for index, judge in enumerate(arena.judges):
             if judge.provider not in providers:
                 self.out.add(file, doc, ["spec", "judges", index, "provider"],
-                             f"unknown provider {judge.provider!r}{_suggest(judge.provider, providers)}")
+                             f"unknown provider {judge.provider!r}{suggest(judge.provider, providers)}")
         roles = {}
         if arena.self_play:
             for index, role in enumerate(arena.self_play.roles):
                 roles[role.id] = role.provider
                 if role.provider not in providers:
                     self.out.add(file, doc, ["spec", "self_play", "roles", index, "provider"],
-                                 f"unknown provider {role.provider!r}{_suggest(role.provider, providers)}")
+                                 f"unknown provider {role.provider!r}{suggest(role.provider, providers)}")
         _check_assertions(arena.globals.conversation_assertions, file, doc,
                           ["spec", "globals", "conversation_assertions"], self.out)
         for loaded in self._prompt_docs.values():
@@ -378,11 +253,11 @@ class BundleLoader:
         for index, tool in enumerate(prompt.allowed_tools):
             if tool not in bundle.tools:
                 self.out.add(loaded.file, loaded.doc, ["spec", "allowed_tools", index],
-                             f"unknown tool {tool!r}{_suggest(tool, bundle.tools)}")
+                             f"unknown tool {tool!r}{suggest(tool, bundle.tools)}")
         for index, validator in enumerate(prompt.validators):
             if validator.type not in VALIDATORS:
                 self.out.add(loaded.file, loaded.doc, ["spec", "validators", index, "type"],
-                             f"unknown validator {validator.type!r}{_suggest(validator.type, VALIDATORS)}")
+                             f"unknown validator {validator.type!r}{suggest(validator.type, VALIDATORS)}")
 
     def _check_scenario(self, bundle: Bundle, scenario_id: str, loaded: Loaded, roles: dict[str, str]) -> None:
         scenario: s.ScenarioSpec = loaded.spec
@@ -390,14 +265,14 @@ class BundleLoader:
         for index, provider in enumerate(scenario.providers or []):
             if provider not in bundle.providers:
                 self.out.add(file, doc, [*spec, "providers", index],
-                             f"unknown provider {provider!r}{_suggest(provider, bundle.providers)}")
+                             f"unknown provider {provider!r}{suggest(provider, bundle.providers)}")
         task = scenario.task_type
         if task:
             matches = [p for p in bundle.prompt_configs.values() if p.task_type == task]
             if not matches:
                 tasks = {p.task_type for p in bundle.prompt_configs.values()}
                 self.out.add(file, doc, [*spec, "task_type"],
-                             f"no prompt config has task_type {task!r}{_suggest(task, tasks)}")
+                             f"no prompt config has task_type {task!r}{suggest(task, tasks)}")
             elif len(matches) > 1:
                 self.out.add(file, doc, [*spec, "task_type"],
                              f"task_type {task!r} matches {len(matches)} prompt configs; it must be unique")
@@ -408,10 +283,10 @@ class BundleLoader:
             if turn.role in roles:
                 if turn.persona and turn.persona not in bundle.personas:
                     self.out.add(file, doc, [*where, "persona"],
-                                 f"unknown persona {turn.persona!r}{_suggest(turn.persona, bundle.personas)}")
+                                 f"unknown persona {turn.persona!r}{suggest(turn.persona, bundle.personas)}")
             elif turn.role not in SCRIPTED_ROLES:
                 known = [*SCRIPTED_ROLES, *roles]
-                self.out.add(file, doc, [*where, "role"], f"unsupported role {turn.role!r}{_suggest(turn.role, known)}")
+                self.out.add(file, doc, [*where, "role"], f"unsupported role {turn.role!r}{suggest(turn.role, known)}")
             elif turn.content is None and not turn.parts:
                 self.out.add(file, doc, [*where, "content"], "a user turn needs content or parts")
             _check_assertions(turn.assertions, file, doc, [*where, "assertions"], self.out)
