@@ -78,7 +78,8 @@ class Kube:
 
 
 class Workloads:
-    """Writes the operator makes besides status patches: worker Jobs, and deleting a finished ArenaJob (TTL)."""
+    """Writes the operator makes besides status patches: worker Jobs, a template's child ArenaJobs, and deleting
+    a finished ArenaJob (TTL, history)."""
 
     def __init__(self, kube: Kube) -> None:
         self.batch = kubernetes.client.BatchV1Api(kube.api_client)
@@ -103,6 +104,28 @@ class Workloads:
         try:
             await asyncio.to_thread(self.batch.delete_namespaced_job, name, namespace,
                                     propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def create_custom(self, group: str, version: str, plural: str, namespace: str,
+                            body: dict[str, Any]) -> bool:
+        """Create-if-absent (the name is the idempotency key); False when it already existed."""
+        try:
+            await asyncio.to_thread(self.custom.create_namespaced_custom_object, group, version, namespace, plural,
+                                    body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_custom(self, group: str, version: str, plural: str, namespace: str, name: str,
+                           body: dict[str, Any]) -> None:
+        """A merge patch of the object (not its status); a missing object is fine."""
+        try:
+            await asyncio.to_thread(self.custom.patch_namespaced_custom_object, group, version, namespace, plural,
+                                    name, body)
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -19,7 +19,6 @@ from .arenajob import (
     PVCOutput,
     ResolvedTool,
     S3Output,
-    ScheduleSpec,
     ToolRegistryOverride,
     WorkerSettings,
 )
@@ -52,6 +51,7 @@ from .conditions import get_condition, is_true, remove_condition, set_condition
 from .crds import check_crds, render_crds, write_crds
 from .kinds import KINDS, KINDS_BY_NAME, KINDS_BY_PLURAL, Kind, ManifestError, parse_object
 from .provider import Credential, Pricing, Provider, ProviderDefaults, ProviderSpec, ProviderStatus, SecretKeyReference
+from .templates import BaselineRef, CompareSpec, LastRun, ScheduleSpec, TriggerSpec
 from .toolregistry import (
     DiscoveredTool,
     HTTPConfig,
@@ -81,6 +81,8 @@ __all__ = [
     "ArenaSourceSpec",
     "ArenaSourceStatus",
     "Artifact",
+    "BaselineRef",
+    "CompareSpec",
     "Condition",
     "ConfigMapSource",
     "Credential",
@@ -95,6 +97,7 @@ __all__ = [
     "Kind",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "LastRun",
     "LoadTestSettings",
     "LocalObjectReference",
     "ManifestError",
@@ -120,6 +123,7 @@ __all__ = [
     "ToolRegistryOverride",
     "ToolRegistrySpec",
     "ToolRegistryStatus",
+    "TriggerSpec",
     "WorkerSettings",
     "check_crds",
     "get_condition",

@@ -7,11 +7,9 @@ cancelled without deleting it) and ``maxAttempts`` (how often a failing work uni
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any, Literal
 
-from croniter import croniter
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .arenaconfig import ScenarioFilter
 from .common import (
@@ -29,9 +27,10 @@ from .common import (
     observed_generation_field,
     type_block_rules,
 )
+from .templates import CompareSpec, LastRun, ScheduleSpec, TriggerSpec
 
 JobType = Literal["evaluation", "loadtest", "datagen"]
-JobPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+JobPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Scheduled"]
 OutputFormat = Literal["junit", "json", "csv"]
 OUTPUT_BLOCKS: dict[str, str] = {"s3": "s3", "pvc": "pvc"}
 
@@ -126,34 +125,6 @@ class OutputSpec(ApiModel):
         return self
 
 
-class ScheduleSpec(ApiModel):
-    """Recurring runs: the job becomes a template and each trigger creates a child ArenaJob."""
-
-    cron: str = Field(min_length=1, description="Cron expression (5 fields, minute hour day month weekday), "
-                                                "e.g. \"0 2 * * *\" for 2am daily.")
-    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. "
-                                             "America/New_York.")
-    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
-        "Forbid", description="When a run is due while the previous one is still running: Allow (run both), "
-                              "Forbid (skip the new one) or Replace (cancel the old one).")
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"invalid cron expression {value!r}: use 5 fields (minute hour day month weekday)")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Paris") from exc
-        return value
-
-
 class ArenaJobSpec(ApiModel):
     """Desired state of an ArenaJob."""
 
@@ -176,6 +147,11 @@ class ArenaJobSpec(ApiModel):
                                                         "summary is always recorded in status.result.")
     schedule: ScheduleSpec | None = Field(None, description="Run on a cron schedule; each trigger creates a child "
                                                             "ArenaJob from this one.")
+    trigger: TriggerSpec | None = Field(None, description="Create a child run when the source's revision changes.")
+    compare: CompareSpec | None = Field(None, description="Compare each finished run with a baseline (default: "
+                                                          "the template's last Succeeded run).")
+    successful_jobs_history_limit: int = Field(3, ge=0, description="Succeeded children a template keeps.")
+    failed_jobs_history_limit: int = Field(1, ge=0, description="Failed or Cancelled children a template keeps.")
     ttl_seconds_after_finished: int | None = Field(
         None, ge=0, description="Delete the job this many seconds after it finished (results in the output "
                                 "are kept).")
@@ -198,6 +174,8 @@ class JobResult(ApiModel):
 
     url: str | None = Field(None, description="Location of the detailed results: s3://bucket/prefix/... or "
                                               "pvc://claim/path/...")
+    comparison: dict[str, Any] | None = free_form("The comparison with the baseline run: counts per change "
+                                                  "and the top regressions.")
     summary: dict[str, Any] | None = free_form("Aggregated metrics (totals, pass rate, latency, cost, per "
                                                "provider); free-form, its keys depend on the job type.")
 
@@ -214,7 +192,8 @@ class ResolvedTool(ApiModel):
 class ArenaJobStatus(ApiModel):
     """Observed state of an ArenaJob."""
 
-    phase: JobPhase | None = Field(None, description="Pending, Running, Succeeded, Failed or Cancelled.")
+    phase: JobPhase | None = Field(None, description="Pending, Running, Succeeded, Failed or Cancelled; "
+                                                     "Scheduled for a template (schedule or trigger).")
     message: str | None = Field(None, description="Human-readable explanation of the phase.")
     progress: JobProgress | None = Field(None, description="Work-unit counters, updated while the job runs.")
     progress_text: str | None = Field(
@@ -227,6 +206,15 @@ class ArenaJobStatus(ApiModel):
     last_schedule_time: Time | None = Field(None, description="When the schedule last created a run.")
     next_schedule_time: Time | None = Field(None, description="When the schedule will next create a run.")
     active_workers: int | None = Field(None, ge=0, description="Worker pods currently running.")
+    active: list[str] | None = Field(None, description="A template's children that have not finished.")
+    last_successful_time: Time | None = Field(None, description="When a template's child last Succeeded.")
+    last_run: LastRun | None = Field(None, description="A template's last finished child.")
+    last_triggered_revision: str | None = Field(None, description="The source revision a trigger last ran.")
+    seen_revision: str | None = Field(None, description="A new source revision waiting out the trigger's "
+                                                        "debounce.")
+    seen_time: Time | None = Field(None, description="When seenRevision was first seen.")
+    artifact_digest: str | None = Field(None, description="sha256 of the bundle artifact this run was planned "
+                                                          "from (with status.revision: what exactly ran).")
     observed_generation: int | None = observed_generation_field()
     resolved_providers: dict[str, list[str]] | None = Field(
         None, description="Provider names per group as resolved when the job started (overrides applied), for "

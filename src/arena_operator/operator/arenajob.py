@@ -1,5 +1,5 @@
-"""ArenaJob: a timer runs the ordered reconcile steps of reconcile.arenajob; the finalizer removes the job's
-Redis keys."""
+"""ArenaJob: a timer runs the ordered reconcile steps of reconcile.arenajob (a run) or reconcile.template (a job
+with a schedule or a source-change trigger); the finalizer removes a run's Redis keys."""
 
 from __future__ import annotations
 
@@ -11,51 +11,48 @@ from redis.exceptions import RedisError
 
 from ..api import conditions as c
 from ..api.arenajob import ArenaJobSpec
-from ..api.common import GROUP, VERSION
+from ..api.common import ANNOTATION_PINNED_DIGEST, ANNOTATION_PINNED_REVISION, GROUP, VERSION, parse_rfc3339
 from ..reconcile.arenajob import READY_RULE, JobContext, reconcile_job
 from ..reconcile.outcome import Outcome
+from ..reconcile.template import Child, TemplateContext, is_template, reconcile_template
+from ..reconcile.worker_job import arenajob_label_value
 from ..workqueue.queue import WorkQueue, job_key
 from .config import JOB_TICK_SECONDS
 from .indexes import one
 from .status import apply_outcome, parse_or_reject
 
 REDIS_RETRY_SECONDS = 10
+PLURAL = "arenajobs"
 
 
 def _queue(memo: kopf.Memo, namespace: str, name: str, uid: str) -> WorkQueue:
     return WorkQueue(memo.redis, job_key(namespace, name, uid))
 
 
-@kopf.timer(GROUP, VERSION, "arenajobs", interval=JOB_TICK_SECONDS, id="arenajob_reconcile")
+def _created(meta: kopf.Meta) -> datetime:
+    return datetime.fromisoformat(str(meta.get("creationTimestamp")).replace("Z", "+00:00"))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=JOB_TICK_SECONDS, id="arenajob_reconcile")
 async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                              namespace: str, name: str, uid: str, patch: kopf.Patch, memo: kopf.Memo,
-                             arena_configs: kopf.Index, arena_sources: kopf.Index,
-                             providers_by_namespace: kopf.Index, tool_registries_by_namespace: kopf.Index,
-                             worker_jobs: kopf.Index, **_: Any) -> None:
+                             **indexes: Any) -> None:
     generation = int(meta.get("generation") or 1)
     current = dict(status)
     job = parse_or_reject(ArenaJobSpec, body, spec, patch, current, generation, "Failed", READY_RULE)
     if job is None:
         return
-    config = one(arena_configs, (namespace, job.config_ref.name))
-    source_name = ((config or {}).get("spec") or {}).get("sourceRef", {}).get("name")
-
-    async def delete_self() -> None:
-        await memo.workloads.delete_custom(GROUP, VERSION, "arenajobs", namespace, name)
-
-    ctx = JobContext(
-        namespace=namespace, name=name, uid=uid, generation=generation,
-        created=datetime.fromisoformat(str(meta.get("creationTimestamp")).replace("Z", "+00:00")), spec=job,
-        status=current, config=config, source=one(arena_sources, (namespace, source_name)),
-        providers=list(providers_by_namespace.get(namespace, [])),
-        registries=list(tool_registries_by_namespace.get(namespace, [])),
-        worker_job=one(worker_jobs, (namespace, name)), queue=_queue(memo, namespace, name, uid),
-        store=memo.store, workloads=memo.workloads, settings=memo.job_settings,
-        max_bytes=memo.config.max_artifact_bytes, delete_self=delete_self, kube=memo.kube,
-        rates=memo.setdefault("job_rates", {}).setdefault(uid, {}),
-    )
+    config = one(indexes["arena_configs"], (namespace, job.config_ref.name))
+    source = one(indexes["arena_sources"], (namespace, ((config or {}).get("spec") or {}).get("sourceRef", {})
+                                            .get("name")))
+    if is_template(job):
+        ctx = _template(memo, namespace, name, uid, generation, meta, job, dict(spec), current, source,
+                        list(indexes["arena_jobs"].get(namespace, [])))
+        apply_outcome(body, patch, current, await reconcile_template(ctx), generation)
+        return
+    run = _run(memo, namespace, name, uid, generation, meta, job, current, config, source, indexes)
     try:
-        outcome = await reconcile_job(ctx)
+        outcome = await reconcile_job(run)
     except RedisError as exc:
         memo.metrics.reconcile_errors.labels(kind=c.REDIS_UNAVAILABLE).inc()
         _redis_unavailable(body, patch, current, exc, generation)
@@ -66,6 +63,51 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
     if "progress" in outcome.status:
         memo.metrics.job_units(namespace, name, outcome.status["progress"], outcome.retried)
     apply_outcome(body, patch, current, outcome, generation)
+
+
+def _run(memo: kopf.Memo, namespace: str, name: str, uid: str, generation: int, meta: kopf.Meta, job: ArenaJobSpec,
+         status: dict[str, Any], config: Any, source: Any, indexes: dict[str, Any]) -> JobContext:
+    async def delete_self() -> None:
+        await memo.workloads.delete_custom(GROUP, VERSION, PLURAL, namespace, name)
+
+    annotations = dict(meta.get("annotations") or {})
+    pinned = (annotations[ANNOTATION_PINNED_REVISION], annotations[ANNOTATION_PINNED_DIGEST]) \
+        if ANNOTATION_PINNED_DIGEST in annotations and ANNOTATION_PINNED_REVISION in annotations else None
+    return JobContext(
+        namespace=namespace, name=name, uid=uid, generation=generation, created=_created(meta), spec=job,
+        status=status, config=config, source=source,
+        providers=list(indexes["providers_by_namespace"].get(namespace, [])),
+        registries=list(indexes["tool_registries_by_namespace"].get(namespace, [])),
+        worker_job=one(indexes["worker_jobs"], (namespace, name)), queue=_queue(memo, namespace, name, uid),
+        store=memo.store, workloads=memo.workloads, settings=memo.job_settings,
+        max_bytes=memo.config.max_artifact_bytes, delete_self=delete_self, kube=memo.kube,
+        rates=memo.setdefault("job_rates", {}).setdefault(uid, {}), pinned=pinned,
+        artifact_base_url=memo.artifact_base_url,
+    )
+
+
+def _template(memo: kopf.Memo, namespace: str, name: str, uid: str, generation: int, meta: kopf.Meta,
+              job: ArenaJobSpec, raw_spec: dict[str, Any], status: dict[str, Any], source: Any,
+              jobs: list[dict[str, Any]]) -> TemplateContext:
+    workloads = memo.workloads
+    label = arenajob_label_value(name)
+    children = [Child(j["name"], j.get("phase"), parse_rfc3339(j.get("created")) or _created(meta),
+                      parse_rfc3339(j.get("completionTime")), j.get("revision"), (j.get("result") or {}).get("summary"))
+                for j in jobs if j.get("parent") == label]
+
+    async def create(body: dict[str, Any]) -> bool:
+        return await workloads.create_custom(GROUP, VERSION, PLURAL, namespace, body)
+
+    async def cancel(child: str) -> None:
+        await workloads.patch_custom(GROUP, VERSION, PLURAL, namespace, child, {"spec": {"suspend": True}})
+
+    async def delete(child: str) -> None:
+        await workloads.delete_custom(GROUP, VERSION, PLURAL, namespace, child)
+
+    return TemplateContext(namespace=namespace, name=name, uid=uid, generation=generation, created=_created(meta),
+                           spec=job, raw_spec=raw_spec, status=status, children=children,
+                           source_artifact=((source or {}).get("status") or {}).get("artifact"),
+                           create_child=create, cancel_child=cancel, delete_child=delete)
 
 
 def _redis_unavailable(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], exc: RedisError,
@@ -80,10 +122,10 @@ def _redis_unavailable(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any
     raise kopf.TemporaryError(message, delay=REDIS_RETRY_SECONDS) from None
 
 
-@kopf.on.delete(GROUP, VERSION, "arenajobs", id="arenajob_delete")
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="arenajob_delete")
 async def arenajob_delete(namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """Workers stop (cancel flag), then every Redis key of the job goes; the worker Job is garbage-collected
-    through its ownerReference."""
+    """Workers stop (cancel flag), then every Redis key of the job goes; the worker Job and a template's
+    children are garbage-collected through their ownerReferences."""
     queue = _queue(memo, namespace, name, uid)
     await queue.cancel()
     await queue.delete()

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from ..api.common import GROUP, LABEL_ARENAJOB, VERSION
+from ..api.common import GROUP, LABEL_ARENAJOB, LABEL_PARENT, VERSION
 
 
 def _object(meta: kopf.Meta, spec: kopf.Spec) -> dict[str, Any]:
@@ -47,3 +47,16 @@ def one(index: kopf.Index, key: Any) -> Any:
     """The single value an index holds for a key (names are unique per namespace), or None."""
     values = index.get(key)
     return next(iter(values), None) if values else None
+
+
+@kopf.index(GROUP, VERSION, "arenajobs", id="arena_jobs")
+def arena_jobs(namespace: str, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every ArenaJob's outline, per namespace: what a template needs of its children, and a comparison of its
+    baseline run."""
+    status = body.get("status") or {}
+    return {namespace: {
+        "name": name, "parent": (meta.get("labels") or {}).get(LABEL_PARENT),
+        "created": meta.get("creationTimestamp"), "phase": status.get("phase"),
+        "completionTime": status.get("completionTime"), "revision": status.get("revision"),
+        "result": dict(status.get("result") or {}),
+    }}

@@ -16,6 +16,7 @@ from ..api.arenajob import ArenaJobSpec
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.errors import BundleInvalid
 from ..kube import Kube, Workloads
+from ..results.formats import DEFAULT_FORMATS
 from ..runplan.apply import apply_to_bundle
 from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
 from ..runplan.selection import ResolutionError
@@ -23,7 +24,7 @@ from ..runplan.tools import resolve_tools, resolved_tool_records
 from ..runplan.units import PlanTooLarge, batches, count_units, iter_units, plan_inputs
 from ..sources.store import ArtifactStore
 from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, WorkQueue
-from .arenaconfig import load_config_bundle, source_info
+from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
@@ -67,6 +68,8 @@ class JobContext:
     delete_self: Callable[[], Awaitable[None]]
     kube: Kube
     rates: dict[str, Any] = field(default_factory=dict)  # autoscaling's memory between passes
+    pinned: tuple[str, str] | None = None  # (revision, digest) a child created by a source change must run
+    artifact_base_url: str = ""  # where the operator's artifact server is reached by workers
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -84,6 +87,21 @@ def _fail_plan(ctx: JobContext, out: Outcome, reason: str, message: str) -> None
 
 def _planned(ctx: JobContext) -> bool:
     return (ctx.status.get("progress") or {}).get("total") is not None
+
+
+def artifact_of(ctx: JobContext) -> SourceInfo | None:
+    """The artifact this job runs: once planned, the one it was planned from; before, the pinned one (a
+    source-change run) or the source's current one."""
+    planned = (ctx.status.get("revision"), ctx.status.get("artifactDigest"))
+    wanted = planned if planned[1] else ctx.pinned
+    if wanted is None:
+        return source_info(ctx.source)
+    revision, digest = wanted
+    source = ((ctx.config or {}).get("spec") or {}).get("sourceRef", {}).get("name")
+    if not source or not ctx.store.has(ctx.namespace, source, digest):
+        return SourceInfo(False, revision, None, None,
+                          f"artifact {digest} of revision {revision} is no longer kept by the operator")
+    return SourceInfo(True, revision, digest, ctx.store.url(ctx.artifact_base_url, ctx.namespace, source, digest))
 
 
 async def step_finished(ctx: JobContext, out: Outcome) -> None:
@@ -122,8 +140,10 @@ async def step_config(ctx: JobContext, out: Outcome) -> None:
     if config_status.get("phase") != "Ready":
         why = (c.get_condition(config_status.get("conditions"), c.READY) or {}).get("message", "not validated yet")
         return _wait_for_config(ctx, out, c.CONFIG_NOT_READY, f"ArenaConfig {config_name} is not Ready: {why}")
-    info = source_info(ctx.source)
+    info = artifact_of(ctx)
     if info is None or not info.digest:
+        if ctx.pinned:
+            return _fail_plan(ctx, out, c.ARTIFACT_GONE, info.message if info else "no artifact")
         source = (ctx.config.get("spec") or {}).get("sourceRef", {}).get("name")
         return _wait_for_config(ctx, out, c.SOURCE_NOT_READY, f"ArenaSource {source} has no artifact")
     out.condition(c.CONFIG_VALID, True, c.CONFIG_READY, f"ArenaConfig {config_name} at {info.revision}")
@@ -148,8 +168,8 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         return _fail_plan(ctx, out, c.UNSUPPORTED, unsupported)
     assert ctx.config is not None
     config = ArenaConfigSpec.model_validate(ctx.config["spec"])
-    info = source_info(ctx.source)
-    assert info is not None
+    info = artifact_of(ctx)
+    assert info is not None and info.digest
     try:
         bundle = await asyncio.to_thread(load_config_bundle, ctx.store, ctx.namespace, config.source_ref.name, info,
                                          config, ctx.max_bytes)
@@ -179,7 +199,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
     for batch in batches(iter_units(bundle, inputs)):
         await ctx.queue.enqueue(batch)
     await ctx.queue.seal()
-    out.status.update(phase="Running", startTime=rfc3339(ctx.now), revision=info.revision,
+    out.status.update(phase="Running", startTime=rfc3339(ctx.now), revision=info.revision, artifactDigest=info.digest,
                       progress={"total": total, "completed": 0, "failed": 0, "pending": total},
                       progressText=f"0/{total}", resolvedProviders=resolved.groups,
                       resolvedTools=resolved_tool_records(ctx.spec, ctx.registries))
@@ -194,7 +214,7 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
     if ctx.worker_job is not None or c.is_true(ctx.status.get("conditions"), c.JOB_CREATED):
         return
     config = ArenaConfigSpec.model_validate((ctx.config or {})["spec"])
-    info = source_info(ctx.source)
+    info = artifact_of(ctx)
     assert info is not None and info.url and info.digest
     resolved = ResolvedProviders.from_config((await ctx.queue.get_config() or {}).get("providers", {}))
     replicas = _initial_replicas(ctx.spec, config)
@@ -292,14 +312,12 @@ def unsupported_reason(spec: ArenaJobSpec) -> str | None:
     """Say so plainly rather than run something other than what the manifest asks for."""
     if spec.type != "evaluation":
         return f"spec.type {spec.type!r} is not implemented by this operator version yet (evaluation is)"
-    if spec.schedule is not None:
-        return "spec.schedule (recurring runs) is not implemented by this operator version yet"
     return None
 
 
 def _formats(spec: ArenaJobSpec) -> list[str]:
     chosen = spec.evaluation.output_formats if spec.evaluation else None
-    return list(chosen) if chosen else ["json", "junit", "csv"]
+    return list(chosen) if chosen else list(DEFAULT_FORMATS)
 
 
 def _seconds(duration: str | None) -> float | None:

@@ -20,7 +20,7 @@ from ..engine.errors import BundleInvalid
 from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact
 from ..sources.errors import SourceError
 from ..sources.fetchers import Fetcher, fetcher_for, secret_ref_of
-from ..sources.store import ArtifactStore
+from ..sources.store import ArtifactStore, artifact_url_prefix
 from .outcome import Outcome, ReadyRule, Step, run_steps
 
 JITTER = 0.10
@@ -59,7 +59,7 @@ def backoff(failures: int, interval: float) -> float:
 
 
 def _artifact_prefix(ctx: SourceContext) -> str:
-    return f"{ctx.base_url.rstrip('/')}/artifacts/"
+    return artifact_url_prefix(ctx.base_url)
 
 
 def is_due(ctx: SourceContext, configmap_version: str | None = None) -> str | None:

@@ -22,6 +22,11 @@ class StoredArtifact:
     relative_url: str  # "<namespace>/<source>/<hex>.tar.gz", appended to the server's base URL
 
 
+def artifact_url_prefix(base_url: str) -> str:
+    """Every artifact URL starts so (the artifact server's route)."""
+    return f"{base_url.rstrip('/')}/artifacts/"
+
+
 class ArtifactStore:
     """A directory (the operator's PVC) of artifacts; names are validated so no request can leave it."""
 
@@ -41,6 +46,10 @@ class ArtifactStore:
             raise ValueError(f"invalid digest {digest!r}")
         file = f"{match.group(1)}.tar.gz"
         return StoredArtifact(self._source_dir(namespace, name) / file, f"{namespace}/{name}/{file}")
+
+    def url(self, base_url: str, namespace: str, name: str, digest: str) -> str:
+        """Where the artifact server serves it, for workers."""
+        return artifact_url_prefix(base_url) + self.location(namespace, name, digest).relative_url
 
     def has(self, namespace: str, name: str, digest: str) -> bool:
         return self.location(namespace, name, digest).path.is_file()
