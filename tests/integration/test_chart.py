@@ -235,15 +235,26 @@ def _kube_py_permissions() -> set[Permission]:
 
 
 def _custom_plurals(wrapper: str) -> set[str]:
-    """The plurals passed to Workloads.<wrapper>(GROUP, VERSION, "<plural>", ...) anywhere in the package."""
+    """The plurals passed to Workloads.<wrapper>(GROUP, VERSION, <plural>, ...) anywhere in the package: a string,
+    or a module-level constant of the calling module."""
+    import importlib
+
     plurals = set()
     for path in SRC.rglob("*.py"):
+        module = None
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == wrapper
-                    and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant)):
-                plurals.add(node.args[2].value)
-    assert plurals, f"no call of {wrapper} found"
-    return plurals
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == wrapper
+                    and len(node.args) >= 3):
+                continue
+            arg = node.args[2]
+            if isinstance(arg, ast.Constant):
+                plurals.add(arg.value)
+            else:
+                assert isinstance(arg, ast.Name), f"{path}:{node.lineno}: plural is neither a string nor a name"
+                dotted = ".".join(("arena_operator", *path.relative_to(SRC).with_suffix("").parts))
+                module = module or importlib.import_module(dotted)
+                plurals.add(getattr(module, arg.id))
+    return plurals  # empty when nothing calls the wrapper: then no permission is needed for it
 
 
 def _kopf_permissions() -> set[Permission]:

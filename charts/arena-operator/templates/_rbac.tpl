@@ -12,10 +12,11 @@ namespace of watchNamespaces.
 - apiGroups: ["omnia.altairalabs.ai"]
   resources: ["arenasources/status", "arenaconfigs/status", "arenajobs/status"]
   verbs: ["patch"]
-# ttlSecondsAfterFinished deletes the finished ArenaJob.
+# ArenaJobs the operator makes itself: the runs of a schedule or of a source change are created, a superseded
+# run is suspended (patch, above), and ttlSecondsAfterFinished deletes a finished job.
 - apiGroups: ["omnia.altairalabs.ai"]
   resources: ["arenajobs"]
-  verbs: ["delete"]
+  verbs: ["create", "delete"]
 # Worker Jobs are owned by their ArenaJob (blockOwnerDeletion), which needs this where the
 # OwnerReferencesPermissionEnforcement admission plugin is on.
 - apiGroups: ["omnia.altairalabs.ai"]
