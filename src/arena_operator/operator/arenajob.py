@@ -11,7 +11,14 @@ from redis.exceptions import RedisError
 
 from ..api import conditions as c
 from ..api.arenajob import ArenaJobSpec
-from ..api.common import ANNOTATION_PINNED_DIGEST, ANNOTATION_PINNED_REVISION, GROUP, VERSION, parse_rfc3339
+from ..api.common import (
+    ANNOTATION_PINNED_DIGEST,
+    ANNOTATION_PINNED_REVISION,
+    GROUP,
+    LABEL_PARENT,
+    VERSION,
+    parse_rfc3339,
+)
 from ..reconcile.arenajob import READY_RULE, JobContext, reconcile_job
 from ..reconcile.outcome import Outcome
 from ..reconcile.template import Child, TemplateContext, is_template, reconcile_template
@@ -82,7 +89,8 @@ def _run(memo: kopf.Memo, namespace: str, name: str, uid: str, generation: int, 
         store=memo.store, workloads=memo.workloads, settings=memo.job_settings,
         max_bytes=memo.config.max_artifact_bytes, delete_self=delete_self, kube=memo.kube,
         rates=memo.setdefault("job_rates", {}).setdefault(uid, {}), pinned=pinned,
-        artifact_base_url=memo.artifact_base_url,
+        artifact_base_url=memo.artifact_base_url, parent=(meta.get("labels") or {}).get(LABEL_PARENT),
+        jobs=list(indexes["arena_jobs"].get(namespace, [])),
     )
 
 

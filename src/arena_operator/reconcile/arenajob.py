@@ -26,6 +26,7 @@ from ..sources.store import ArtifactStore
 from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, WorkQueue
 from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
+from .baseline import choose_baseline
 from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
 from .worker_job import WorkerJobParams, build_worker_job, worker_job_name
@@ -70,6 +71,8 @@ class JobContext:
     rates: dict[str, Any] = field(default_factory=dict)  # autoscaling's memory between passes
     pinned: tuple[str, str] | None = None  # (revision, digest) a child created by a source change must run
     artifact_base_url: str = ""  # where the operator's artifact server is reached by workers
+    parent: str | None = None  # the template that created this run (its parent label), if any
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # outlines of the namespace's ArenaJobs (baselines)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -195,6 +198,8 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         "unitTimeout": _seconds(config.timeout), "visibilityTimeout": ctx.settings.visibility_timeout,
         "maxAttempts": ctx.spec.max_attempts, "formats": _formats(ctx.spec), "concurrency": config.concurrency,
         "aggregationLease": ctx.settings.aggregation_lease,
+        "baseline": choose_baseline(ctx.spec, ctx.name, ctx.parent, ctx.jobs),
+        "maxPassRateDrop": ctx.spec.compare.max_pass_rate_drop if ctx.spec.compare else 0.0,
     })
     for batch in batches(iter_units(bundle, inputs)):
         await ctx.queue.enqueue(batch)
@@ -265,6 +270,7 @@ async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
     if aggregated is not None:
         url = aggregated.get("url")
         out.status["result"] = {"summary": aggregated.get("summary"), **({"url": url} if url else {})}
+        _record_comparison(out, aggregated.get("comparison"))
         summary = aggregated.get("summary") or {}
         if counters.completed == 0:
             return "Failed", c.NO_UNIT_RAN, (f"none of the {counters.total} units could run (see errorKinds in the "
@@ -279,6 +285,21 @@ async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
         return "Failed", c.WORKER_JOB_FAILED, (f"worker Job failed ({failed.get('reason')}: "
                                                f"{failed.get('message', '')}); {partial}")
     return None
+
+
+def _record_comparison(out: Outcome, comparison: dict[str, Any] | None) -> None:
+    """The workers' verdict against the baseline: status.result.comparison and the Regressed condition."""
+    if not comparison:
+        return
+    if comparison.get("error"):
+        out.condition(c.REGRESSED, c.UNKNOWN, c.NO_BASELINE, str(comparison["error"]))
+        return
+    out.status["result"]["comparison"] = {k: v for k, v in comparison.items() if k != "message"}
+    regressed = bool(comparison.get("regressed"))
+    out.condition(c.REGRESSED, regressed, c.REGRESSED if regressed else c.NO_REGRESSION,
+                  str(comparison.get("message", "")))
+    if regressed:
+        out.event("Warning", c.REGRESSED, str(comparison.get("message", "")))
 
 
 async def _autoscale(ctx: JobContext, out: Outcome, counters: Any) -> None:
@@ -299,7 +320,7 @@ STEPS: tuple[Step[JobContext], ...] = (
     Step(step_config, owns=(c.CONFIG_VALID,)),
     Step(step_plan, owns=(c.PLANNED,)),
     Step(step_launch, owns=(c.JOB_CREATED,)),
-    Step(step_observe, owns=(c.COMPLETE, c.PROGRESSING)),
+    Step(step_observe, owns=(c.COMPLETE, c.PROGRESSING, c.REGRESSED)),
 )
 
 
