@@ -260,11 +260,14 @@ def test_argocd_installs_the_chart_and_syncs_arena_objects(tmp_path: Path) -> No
 
 
 def test_argocd_cm_carries_the_tested_health_scripts() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render_argocd_health.py"), "--check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
     [config_map] = _documents(EXAMPLES / "argocd" / "argocd-cm-health.yaml")
-    scripts = {key.rsplit("_", 1)[1]: value for key, value in config_map["data"].items()}
     assert set(config_map["data"]) == {f"resource.customizations.health.omnia.altairalabs.ai_{kind}"
                                        for kind in ("ArenaJob", "ArenaSource", "ArenaConfig")}
-    for kind, script in scripts.items():
+    for key, script in config_map["data"].items():
+        kind = key.rsplit("_", 1)[1]
         assert script == (EXAMPLES / "argocd" / "health" / f"{kind.lower()}.lua").read_text(), kind
 
 

@@ -56,6 +56,10 @@ elseif status.phase == "Cancelled" then
   hs.message = status.message or "Cancelled"
 elseif status.phase == "Running" then
   hs.message = "Running" .. (progress ~= nil and (": " .. progress .. " work units") or "")
+  if ready ~= nil and ready.status == "False" then
+    -- e.g. RedisUnavailable: retried by the operator, said here
+    hs.message = hs.message .. " (" .. describe(ready, "not ready") .. ")"
+  end
 elseif ready ~= nil then
   hs.message = describe(ready, status.phase or "Pending")
 elseif status.phase ~= nil then
