@@ -22,6 +22,7 @@ from .engine.plan import RunFilters, generate_plan
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
+from .results.sinkbase import SinkError
 from .runplan.selection import ResolutionError
 from .sources.errors import SourceError
 
@@ -131,7 +132,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
     except BundleInvalid as exc:
         return _report_problems(exc)
-    except (ValueError, OSError, ProviderError, SourceError, ResolutionError) as exc:
+    except (ValueError, OSError, ProviderError, SourceError, ResolutionError, SinkError) as exc:
         return _usage_error(str(exc))
     print_summary(console, outcome)
     totals = outcome.summary

@@ -78,7 +78,9 @@ def test_formats_and_resume(tmp_path: Path) -> None:
     first = arena("run", "-c", "examples/quickstart", "--formats", "json", "--scenario", "greeting",
                   "--trials", "3", "-q", "--out", str(out))
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json", "results.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json", "results.jsonl", "summary.json",
+                                                     "units"]
+    assert len(list((out / "units").glob("*.json"))) == 3
     resumed = arena("run", "examples/quickstart", "--resume", "--trials", "3", "-q", "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     assert "3 resumed" in resumed.stdout

@@ -29,7 +29,6 @@ from arena_operator.engine.persona import persona_system_prompt
 from arena_operator.engine.plan import generate_plan
 from arena_operator.engine.templating import render
 from arena_operator.local.run import LocalRunOptions, run_local
-from arena_operator.results.writer import JSONL, read_jsonl
 
 BUNDLES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"
 BUNDLE_NAMES = sorted(p.name for p in BUNDLES.iterdir() if (p / "expected.yaml").is_file())
@@ -66,10 +65,15 @@ def _read_expected(root: Path) -> dict[str, Any]:
     return data
 
 
+def read_runs(out: Path) -> list[Run]:
+    """The runs of a finished `arena run` from its results.jsonl (written with the json format)."""
+    return [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
 def run_cli(root: Path, out: Path, *flags: str) -> tuple[int, list[Run]]:
     """`arena run <bundle> --out <out> --formats json -q <flags>`; returns the exit code and the runs."""
     code = cli.main(["run", str(root), "--out", str(out), "--formats", "json", "-q", *flags])
-    return code, list(read_jsonl(out / JSONL))
+    return code, read_runs(out)
 
 
 def _run_bundle(name: str, out: Path) -> BundleRun:
@@ -87,7 +91,7 @@ def _run_bundle(name: str, out: Path) -> BundleRun:
     options = LocalRunOptions(bundle=root, out_dir=out, mock_provider=mock_provider, mock_config=mock_config,
                               formats=["json"])
     asyncio.run(run_local(options))
-    return BundleRun(name, root, expected, list(read_jsonl(out / JSONL)))
+    return BundleRun(name, root, expected, read_runs(out))
 
 
 @pytest.fixture(scope="module")

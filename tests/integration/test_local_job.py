@@ -55,7 +55,8 @@ def test_job_file_fetches_the_source_and_uses_the_config_provider(git_daemon: Gi
     job = write(tmp_path / "job.yaml", manifests(git_daemon.url("prompts")))
     done = arena("run", str(job), "-q", "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
-    runs = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    # outputFormats [junit]: no results.json(l); every run is in units/, as in a distributed job's sink
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "out" / "units").glob("*.json")]
     assert len(runs) == 6 * 2 and {r["ProviderID"] for r in runs} == {"mock-a"}
     # the Provider's inline mockConfig answered: the quickstart's order-status tool round trip passes
     assert {r["Status"] for r in runs if r["ScenarioID"] == "order-status"} == {"passed"}
@@ -67,7 +68,7 @@ def test_provider_overrides_and_bundle_flag(tmp_path: Path) -> None:
         "default": {"selector": {"matchLabels": {"tier": "production"}}}}, scenarios={"include": ["greeting"]}))
     done = arena("run", str(job), "--bundle", str(QUICKSTART), "-q", "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
-    runs = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "out" / "units").glob("*.json")]
     assert sorted((r["ProviderID"], r["Trial"]) for r in runs) == [("mock-a", 0), ("mock-a", 1), ("mock-b", 0),
                                                                   ("mock-b", 1)]
 

@@ -313,9 +313,9 @@ async def test_dir_units_round_trip_and_aggregate(tmp_path: Path, base_runs: lis
 class CountingSink(DirSink):
     listings = 0
 
-    def iter_units(self):  # type: ignore[override]
+    def iter_units(self, **kwargs):  # type: ignore[override]
         self.listings += 1
-        return super().iter_units()
+        return super().iter_units(**kwargs)
 
 
 async def test_aggregate_reads_once_and_shares_the_failure_cap_between_cells(tmp_path: Path) -> None:

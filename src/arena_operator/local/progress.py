@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..results.formats import FILE_NAMES, FORMATS, SUMMARY, wanted_formats
 from .run import LocalRunOutcome
 
 
@@ -46,18 +47,21 @@ def print_summary(console: Console, outcome: LocalRunOutcome) -> None:
     summary = outcome.summary
     table = Table(title="Results by provider (latency p50/p95 in ms, cost in USD)", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    rows = [*sorted(summary.by_provider.items()), ("total", summary.total)]
+    rows = [*sorted((summary.get("providers") or {}).items()), ("total", summary)]
     # Provider ids are what people search for: never truncated; the numbers are short.
     table.add_column("provider", no_wrap=True, min_width=max(len(name) for name, _ in rows))
     for column in ("runs", "passed", "failed", "errors", "p50", "p95", "tokens", "cost"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for name, tally in rows:
+        latency = tally.get("latencyMs") or {}
+        failed, errors = tally.get("failed", 0), tally.get("errors", 0)
         table.add_row(
-            name, str(tally.runs), f"[green]{tally.passed}", f"[red]{tally.failed}" if tally.failed else "0",
-            f"[yellow]{tally.errors}" if tally.errors else "0", f"{tally.percentile_ms(50):.1f}",
-            f"{tally.percentile_ms(95):.1f}", str(tally.input_tokens + tally.output_tokens), f"{tally.cost_usd:.4f}",
+            name, str(tally.get("runs", 0)), f"[green]{tally.get('passed', 0)}", f"[red]{failed}" if failed else "0",
+            f"[yellow]{errors}" if errors else "0", f"{latency.get('p50', 0):.1f}", f"{latency.get('p95', 0):.1f}",
+            str(tally.get("inputTokens", 0) + tally.get("outputTokens", 0)), f"{tally.get('costUSD', 0):.4f}",
         )
     console.print(table)
     skipped = f", {outcome.skipped} resumed" if outcome.skipped else ""
+    files = [FILE_NAMES[f] for f in FORMATS if f in wanted_formats(outcome.formats)]
     console.print(f"{outcome.executed} runs executed{skipped}; reports in {outcome.out_dir}/ "
-                  f"({', '.join(sorted(set(outcome.formats) | {'html'}))}, results.jsonl, summary.json)")
+                  f"({', '.join([*files, SUMMARY.file])}; each run in units/)")

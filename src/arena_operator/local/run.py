@@ -1,23 +1,26 @@
-"""The embedded default: plan and run a whole bundle in this process — no cluster, no Redis."""
+"""The embedded default: plan and run a whole bundle in this process — no cluster, no Redis.
+
+Each result is written as it finishes to `<out>/units/<run-id>.json` (a DirSink, the layout a distributed job's
+workers write), and the run ends with the same streaming aggregation a distributed job ends with, so memory stays
+bounded by the aggregation's sort batch and the run's concurrency, whatever the number of runs. `--resume` skips
+the runs whose unit file is already there."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
-from ..engine.plan import RunCombination, RunFilters, generate_plan
+from ..engine.plan import RunCombination, RunFilters, iter_plan
 from ..engine.providers.registry import build_providers
-from ..results.formats import FORMATS, jsonl_line
-from ..results.summary import Summary
-from ..results.writer import JSONL, read_jsonl, write_reports
-
-ALL_FORMATS = ("json", "junit", "csv", "html")
+from ..results.aggregate import aggregate
+from ..results.dirsink import DirSink
+from ..results.formats import DEFAULT_FORMATS, wanted_formats
 
 
 @dataclass
@@ -37,7 +40,7 @@ class LocalRunOptions:
 
 @dataclass
 class LocalRunOutcome:
-    summary: Summary
+    summary: dict[str, Any]  # summary.json's content
     planned: int
     executed: int
     skipped: int
@@ -49,28 +52,57 @@ ProgressHook = Callable[[dict[str, Any]], None]
 
 
 def choose_formats(bundle: Bundle, requested: list[str] | None) -> list[str]:
-    """CLI `--formats` wins; then the arena file's `defaults.output.formats` if it sets them; else all."""
+    """CLI `--formats` wins; then the arena file's `defaults.output.formats` if it sets them; else DEFAULT_FORMATS."""
     if requested:
-        formats = requested
+        formats = list(requested)
     elif "formats" in bundle.arena.defaults.output.model_fields_set:
-        formats = bundle.arena.defaults.output.formats
+        formats = list(bundle.arena.defaults.output.formats)
     else:
-        formats = list(ALL_FORMATS)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown output format(s) {unknown}; choose from {', '.join(FORMATS)}")
+        formats = list(DEFAULT_FORMATS)
+    wanted_formats(formats)  # ValueError naming the unknown ones
     return formats
 
 
-def _done_run_ids(path: Path) -> set[str]:
-    return {str(run["RunID"]) for run in read_jsonl(path) if "RunID" in run}
+def report_meta(bundle: Path, planned: int) -> dict[str, Any]:
+    """The header facts of a local run's report.html (Started/Finished come from the results themselves)."""
+    return {"bundle": str(bundle), "planned": planned}
+
+
+class _UnitWriter:
+    """Finished runs into the sink as they come, group-commit style: the run that finds no write in progress
+    writes, and keeps writing whatever finished meanwhile until nothing is left — one unit at a time when runs are
+    slow (a real provider), batches when they are fast (mocks). At most `limit` runs wait in memory; past that,
+    finishing runs wait for the disk."""
+
+    def __init__(self, sink: DirSink, limit: int = 512) -> None:
+        self.sink, self.limit = sink, limit
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._writing = False
+        self._taken = asyncio.Event()
+
+    async def put(self, unit_id: str, run: dict[str, Any]) -> None:
+        while self._writing and len(self._pending) >= self.limit:
+            self._taken.clear()
+            await self._taken.wait()
+        self._pending.append((unit_id, run))
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                self._taken.set()
+                await self.sink.put_units(batch)
+        finally:
+            self._writing = False
+            self._taken.set()
 
 
 async def _drain(
     executor: ConversationExecutor,
     todo: Iterator[RunCombination],
     concurrency: int,
-    sink: Callable[[dict[str, Any]], None],
+    record: Callable[[RunCombination, dict[str, Any]], Awaitable[None]],
 ) -> int:
     """N workers pull from one iterator, so memory stays bounded however large the plan is."""
     executed = 0
@@ -79,7 +111,7 @@ async def _drain(
         nonlocal executed
         for combo in todo:
             result = await executor.execute(combo)
-            sink(result.to_dict())
+            await record(combo, result.to_dict())
             executed += 1
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
@@ -88,40 +120,42 @@ async def _drain(
 
 async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = None,
                     on_plan: Callable[[int], None] | None = None) -> LocalRunOutcome:
-    """Run the bundle; stream each result to results.jsonl as it finishes, then write the reports."""
+    """Run the bundle, each result into `<out>/units/` as it finishes, then aggregate the units into the reports."""
     bundle = load_bundle(options.bundle)
     if options.prepare is not None:
         options.prepare(bundle)
     formats = choose_formats(bundle, options.formats)
-    plan = generate_plan(bundle, options.filters)
     out_dir = options.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl_path = out_dir / JSONL
-    done = _done_run_ids(jsonl_path) if options.resume else set()
-    todo = [c for c in plan.combinations if c.run_id not in done]
+    sink = DirSink.at(out_dir)
+    if not options.resume and sink.units.exists():
+        await asyncio.to_thread(shutil.rmtree, sink.units)  # a fresh run: the units of an earlier one go
+    await sink.check()
+
+    def todo() -> Iterator[RunCombination]:
+        """The plan, streamed (never a list: a million runs are a million objects), minus the units on disk."""
+        for combo in iter_plan(bundle, options.filters):
+            if not (options.resume and sink.unit_path(combo.run_id).exists()):
+                yield combo
+
+    planned = sum(1 for _ in iter_plan(bundle, options.filters))
+    pending = sum(1 for _ in todo()) if options.resume else planned
     if on_plan:
-        on_plan(len(todo))
+        on_plan(pending)
     providers = build_providers(bundle.providers, bundle.root, options.mock_provider, options.mock_config)
     executor = ConversationExecutor(bundle, providers)
     concurrency = options.concurrency or bundle.arena.defaults.concurrency
-    started = datetime.now(UTC)
-    mode = "a" if options.resume else "w"
-    with jsonl_path.open(mode, encoding="utf-8", buffering=1) as jsonl:
 
-        def sink(run: dict[str, Any]) -> None:
-            jsonl.write(jsonl_line(run))
-            if on_result:
-                on_result(run)
+    writer = _UnitWriter(sink)
 
-        try:
-            executed = await _drain(executor, iter(todo), concurrency, sink)
-        finally:
-            await executor.aclose()
-    order = {c.run_id: i for i, c in enumerate(plan.combinations)}
-    latest = {run["RunID"]: run for run in read_jsonl(jsonl_path) if run.get("RunID") in order}
-    runs = sorted(latest.values(), key=lambda run: order[run["RunID"]])
-    meta = {"bundle": str(options.bundle), "started": started.isoformat(), "planned": len(plan),
-            "finished": datetime.now(UTC).isoformat()}
-    summary = write_reports(out_dir, runs, formats, meta)
-    return LocalRunOutcome(summary, len(plan), executed, len(plan) - len(todo), out_dir, formats)
+    async def record(combo: RunCombination, run: dict[str, Any]) -> None:
+        await writer.put(combo.run_id, run)
+        if on_result:
+            on_result(run)
 
+    try:
+        executed = await _drain(executor, todo(), concurrency, record)
+    finally:
+        await executor.aclose()
+    summary = await aggregate(sink, formats, meta=report_meta(options.bundle, planned))
+    return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats)

@@ -1,16 +1,19 @@
-"""Aggregate a distributed job's unit results, read once from its sink, into the report files of the job.
+"""The one report pipeline: every unit result of a sink, read once, into the report files. A distributed job's
+aggregating worker and `arena run` (whose `--out` directory is a DirSink) both end with `aggregate()`, so the same
+units give byte-identical reports either way.
 
-Memory stays bounded whatever the number of units:
-1. Units are streamed from the sink once into a local spool file (one compact JSON line each); only a small sort
-   key per unit (scenario, provider, region, trial, run id, offset, length) stays in memory.
-2. The spool is read back in sorted order: results.jsonl and results.json are written line by line, the Summary
-   (constant memory per provider and cell) is fed run by run, and a bounded set of runs is kept for the HTML report.
-3. results.csv and junit.xml are written by the shared writers from the sorted results.jsonl (junit.xml keeps a
-   compact record per test case, as it does for a local run).
-4. report.html shows the summary, the matrix and at most `html_failure_limit` failed/errored runs (a fair share
+Memory is bounded by the sort batch, whatever the number of units:
+1. Units are streamed from the sink once (unordered where the sink allows) into an external merge sort
+   (spool.py): batches of `batch_size` runs are sorted and spilled to chunk files. A count of failed/errored
+   runs per scenario × provider cell is kept (for the HTML report's fair share of failures).
+2. The chunks are merged into one stream in order — ScenarioID, ProviderID, Region, Trial, RunID — and each run
+   is handed to every writer (results.jsonl, results.json, results.csv, junit.xml: each streams), to the Summary
+   (constant memory per provider and cell) and to the bounded DetailSelection for the HTML report.
+3. report.html shows the summary, the matrix and at most `html_failure_limit` failed/errored runs (a fair share
    per scenario × provider cell when there are more) plus `html_detail_limit` passed runs per cell (and
    `MAX_PASSED_DETAIL` passed runs in all); its header says how many runs are shown when that is not all of them.
-Temporary files go to the system temp dir (TMPDIR): give the aggregating pod room for about twice the units' size.
+   The header's Started/Finished are the earliest StartTime and latest EndTime of the runs, not the clock.
+Temporary files go to the system temp dir (TMPDIR): give it room for about twice the units' size.
 """
 
 from __future__ import annotations
@@ -20,133 +23,137 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .formats import FORMATS, jsonl_line, write_csv, write_junit
+from .formats import (
+    CONTENT_TYPES,
+    DEFAULT_FORMATS,
+    FILE_NAMES,
+    SUMMARY,
+    CsvWriter,
+    JsonArrayWriter,
+    JsonlWriter,
+    ReportWriter,
+    jsonl_line,
+    wanted_formats,
+)
+from .junit import JunitWriter
 from .report import write_html
 from .selection import HTML_FAILURE_LIMIT, DetailSelection, cell_of
-from .sinks import ResultSink
+from .sinkbase import ResultSink
+from .spool import SORT_BATCH, ExternalSort, Item, sort_key
 from .summary import Summary
-from .writer import FILE_NAMES, JSONL, SUMMARY, read_jsonl
 
-DEFAULT_FORMATS = ("json", "jsonl", "junit", "csv")
-CONTENT_TYPES = {
-    FILE_NAMES["json"]: "application/json",
-    JSONL: "application/x-ndjson",
-    FILE_NAMES["junit"]: "application/xml",
-    FILE_NAMES["csv"]: "text/csv; charset=utf-8",
-    FILE_NAMES["html"]: "text/html; charset=utf-8",
-    SUMMARY: "application/json",
-}
-
-# (ScenarioID, ProviderID, Region, Trial, RunID, spool offset, line length)
-_Key = tuple[str, str, str, int, str, int, int]
+HTML_DETAIL_PER_CELL = 20
 
 
-def _trial(run: dict[str, Any]) -> int:
+class _Span:
+    """The earliest StartTime and the latest EndTime seen (as written in the runs)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[datetime, str] | None = None
+        self.last: tuple[datetime, str] | None = None
+
+    def add(self, run: dict[str, Any]) -> None:
+        start, end = _moment(run.get("StartTime")), _moment(run.get("EndTime") or run.get("StartTime"))
+        if start and (self.first is None or start < self.first):
+            self.first = start
+        if end and (self.last is None or end > self.last):
+            self.last = end
+
+    def meta(self) -> dict[str, str]:
+        return {**({"started": self.first[1]} if self.first else {}),
+                **({"finished": self.last[1]} if self.last else {})}
+
+
+def _moment(value: Any) -> tuple[datetime, str] | None:
+    if not value:
+        return None
     try:
-        return int(run.get("Trial") or 0)
-    except (TypeError, ValueError):
-        return 0
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), str(value)
 
 
-def _key(run: dict[str, Any], offset: int, length: int) -> _Key:
-    return (str(run.get("ScenarioID", "")), str(run.get("ProviderID", "")), str(run.get("Region", "")),
-            _trial(run), str(run.get("RunID", "")), offset, length)
+def _writers(out: Path, work: Path, wanted: set[str]) -> list[ReportWriter]:
+    writers: list[ReportWriter] = []
+    if "jsonl" in wanted:
+        writers.append(JsonlWriter(out / FILE_NAMES["jsonl"]))
+    if "json" in wanted:
+        writers.append(JsonArrayWriter(out / FILE_NAMES["json"]))
+    if "csv" in wanted:
+        writers.append(CsvWriter(out / FILE_NAMES["csv"]))
+    if "junit" in wanted:
+        writers.append(JunitWriter(out / FILE_NAMES["junit"], work / "junit-cases"))
+    return writers
 
 
-async def _spool(sink: ResultSink, path: Path) -> tuple[list[_Key], Counter[tuple[str, str]]]:
-    """Read every unit from the sink once, appending it to `path`; returns the sorted keys and the number of
-    failed/errored runs per scenario × provider cell."""
-    keys: list[_Key] = []
-    failures: Counter[tuple[str, str]] = Counter()
-    offset = 0
-    with path.open("wb") as spool:
-        async for run in sink.iter_units():
-            line = jsonl_line(run).encode()
-            spool.write(line)
-            keys.append(_key(run, offset, len(line)))
-            offset += len(line)
-            if run.get("Status") != "passed":
-                failures[cell_of(run)] += 1
-    keys.sort()
-    return keys, failures
-
-
-def _sorted_lines(spool: Path, keys: list[_Key]) -> Iterator[bytes]:
-    with spool.open("rb") as handle:
-        for key in keys:
-            handle.seek(key[5])
-            yield handle.read(key[6])
-
-
-def _write_files(spool: Path, keys: list[_Key], out: Path, wanted: set[str], selection: DetailSelection,
+def _write_files(items: Iterator[Item], out: Path, work: Path, wanted: set[str], selection: DetailSelection,
                  meta: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
-    """Blocking: every report file into `out`; returns the summary dict and the file names to upload."""
+    """Blocking: every report file into `out` in one pass over the sorted runs; returns the summary dict and the
+    file names to store."""
     summary = Summary()
-    jsonl_path = out / JSONL
-    with ExitStack() as files:
-        jsonl = files.enter_context(jsonl_path.open("wb"))
-        # results.json from the same compact lines: a JSON array streamed item by item.
-        array = files.enter_context((out / FILE_NAMES["json"]).open("wb")) if "json" in wanted else None
-        if array:
-            array.write(b"[")
-        for index, line in enumerate(_sorted_lines(spool, keys)):
+    span = _Span()
+    writers = _writers(out, work, wanted)
+    try:
+        for _key, line in items:
             run = json.loads(line)
             summary.add(run)
-            selection.offer(run)
-            jsonl.write(line)
-            if array:
-                array.write(b",\n" if index else b"\n")
-                array.write(line.rstrip(b"\n"))
-        if array:
-            array.write(b"\n]\n")
-    names = [name for fmt, name in (("jsonl", JSONL), ("json", FILE_NAMES["json"])) if fmt in wanted]
-    for fmt, writer in (("csv", write_csv), ("junit", write_junit)):
-        if fmt in wanted:
-            with (out / FILE_NAMES[fmt]).open("w", encoding="utf-8", newline="") as handle:
-                writer(read_jsonl(jsonl_path), handle)
-            names.append(FILE_NAMES[fmt])
+            span.add(run)
+            selection.offer(run, line)
+            for writer in writers:
+                writer.add(run, line)
+    finally:
+        for writer in writers:
+            writer.close()
     data = summary.to_dict()
     note = selection.note("units/" + (" and results.json" if "json" in wanted else ""))
-    html_meta = {**(meta or {}), **({"runs_shown": note} if note else {})}
+    html_meta = {**span.meta(), **(meta or {}), **({"runs_shown": note} if note else {})}
     with (out / FILE_NAMES["html"]).open("w", encoding="utf-8") as handle:
         write_html(selection.runs, data, handle, meta=html_meta)
-    (out / SUMMARY).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return data, [*names, FILE_NAMES["html"], SUMMARY]
+    (out / SUMMARY.file).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    names = [FILE_NAMES[fmt] for fmt in ("jsonl", "json", "csv", "junit", "html") if fmt in wanted]
+    return data, [*names, SUMMARY.file]
+
+
+async def _sort_units(sink: ResultSink, spool: ExternalSort) -> Counter[tuple[str, str]]:
+    """Read every unit once into the external sort; returns the failed/errored runs per cell."""
+    failures: Counter[tuple[str, str]] = Counter()
+    async for run in sink.iter_units(ordered=False):
+        if spool.add(sort_key(run), jsonl_line(run).encode()):
+            await asyncio.to_thread(spool.spill)
+        if run.get("Status") != "passed":
+            failures[cell_of(run)] += 1
+    return failures
 
 
 async def aggregate(
     sink: ResultSink,
     formats: Iterable[str] | None = DEFAULT_FORMATS,
     meta: dict[str, Any] | None = None,
-    html_detail_limit: int = 20,
+    html_detail_limit: int = HTML_DETAIL_PER_CELL,
     *,
     html_failure_limit: int = HTML_FAILURE_LIMIT,
+    batch_size: int = SORT_BATCH,
 ) -> dict[str, Any]:
-    """Read all units from `sink` once, write and upload the report files; returns the summary dict.
+    """Read all units from `sink` once, write and store the report files; returns the summary dict.
 
-    summary.json and report.html are always written; `formats` picks among json, jsonl, junit, csv (html is
-    implied). Asking for json also gives results.jsonl, its streaming twin. Runs are ordered by ScenarioID,
-    ProviderID, Region, Trial (then RunID).
+    summary.json and report.html are always written; `formats` (None: DEFAULT_FORMATS) picks among json, jsonl,
+    junit, csv, html. Asking for json also gives results.jsonl, its streaming twin. `meta` adds header facts to
+    report.html (the run's first start and last end are added from the results).
     """
-    wanted = set(DEFAULT_FORMATS if formats is None else formats)
-    unknown = wanted - set(FORMATS)
-    if unknown:
-        raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
-    if "json" in wanted:
-        wanted.add("jsonl")
+    wanted = wanted_formats(formats)
     with tempfile.TemporaryDirectory(prefix="arena-aggregate-") as tmp:
         work = Path(tmp)
         out = work / "out"
         out.mkdir()
-        spool = work / "units.jsonl"
-        keys, failures = await _spool(sink, spool)
+        spool = ExternalSort(work, batch_size)
+        failures = await _sort_units(sink, spool)
         selection = DetailSelection(html_detail_limit, html_failure_limit, failures)
-        summary, names = await asyncio.to_thread(_write_files, spool, keys, out, wanted, selection, meta)
-        spool.unlink()
+        summary, names = await asyncio.to_thread(_write_files, spool.merged(), out, work, wanted, selection, meta)
         for name in names:
             await sink.put_file(name, out / name, CONTENT_TYPES[name])
     return summary

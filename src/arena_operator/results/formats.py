@@ -1,19 +1,58 @@
-"""Writers for results.json, results.jsonl, junit.xml and results.csv, fed one run dict at a time."""
+"""The report formats — the one place that says which exist, which are written by default, their file names and
+content types — and the streaming writers for results.jsonl, results.json and results.csv (junit.xml: junit.py).
+
+Every writer is fed one run at a time (`add(run, line)`, `line` being the run's compact JSON line) and holds
+nothing but its open file, so a report of a million runs needs no more memory than one of ten."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
 from collections.abc import Iterable
-from typing import IO, Any
-from xml.sax.saxutils import escape as xml_escape
-from xml.sax.saxutils import quoteattr
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
 
-FORMATS = ("json", "jsonl", "junit", "csv", "html")
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str
+    file: str
+    content_type: str
+
+
+OUTPUTS = {
+    "json": OutputFormat("json", "results.json", "application/json"),
+    "jsonl": OutputFormat("jsonl", "results.jsonl", "application/x-ndjson"),
+    "junit": OutputFormat("junit", "junit.xml", "application/xml"),
+    "csv": OutputFormat("csv", "results.csv", "text/csv; charset=utf-8"),
+    "html": OutputFormat("html", "report.html", "text/html; charset=utf-8"),
+}
+FORMATS = tuple(OUTPUTS)
+# What `arena run` and an ArenaJob write when no formats are given (CLI --formats, the arena file's
+# defaults.output.formats, spec.evaluation.outputFormats): every format.
+DEFAULT_FORMATS: tuple[str, ...] = ("json", "jsonl", "junit", "csv", "html")
+# Always written, whatever the formats.
+SUMMARY = OutputFormat("summary", "summary.json", "application/json")
+FILE_NAMES = {fmt.name: fmt.file for fmt in OUTPUTS.values()}
+CONTENT_TYPES = {fmt.file: fmt.content_type for fmt in (*OUTPUTS.values(), SUMMARY)}
+
 CSV_COLUMNS = ("RunID", "ScenarioID", "ProviderID", "Region", "Trial", "Status", "Error", "ErrorKind",
                "Duration", "TTFT", "input_tokens", "output_tokens", "total_cost_usd", "assertions_total",
                "assertions_failed", "failed_assertions")
+
+
+def wanted_formats(formats: Iterable[str] | None) -> set[str]:
+    """The formats to write: `formats` (None: DEFAULT_FORMATS) checked, plus html (always) and jsonl when json is
+    asked for (its streaming twin). An unknown name raises ValueError listing the known ones."""
+    wanted = set(DEFAULT_FORMATS if formats is None else formats)
+    unknown = wanted - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    wanted.add("html")
+    if "json" in wanted:
+        wanted.add("jsonl")
+    return wanted
 
 
 def failures(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -32,88 +71,61 @@ def assertion_count(run: dict[str, Any]) -> int:
     return turn + len(run.get("conversation_assertions", {}).get("results", []))
 
 
-def write_json(runs: Iterable[dict[str, Any]], out: IO[str]) -> None:
-    """A JSON array written item by item, so a large run never needs to fit in memory twice."""
-    out.write("[")
-    for index, run in enumerate(runs):
-        out.write(",\n" if index else "\n")
-        out.write(json.dumps(run, sort_keys=True))
-    out.write("\n]\n")
-
-
 def jsonl_line(run: dict[str, Any]) -> str:
+    """A run as one compact line, keys sorted: the same bytes as its unit file, plus the newline."""
     return json.dumps(run, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-def write_csv(runs: Iterable[dict[str, Any]], out: IO[str]) -> None:
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for run in runs:
+class ReportWriter(Protocol):
+    def add(self, run: dict[str, Any], line: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlWriter:
+    def __init__(self, path: Path) -> None:
+        self._out = path.open("wb")
+
+    def add(self, run: dict[str, Any], line: bytes) -> None:
+        self._out.write(line)
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class JsonArrayWriter:
+    """results.json: a JSON array of the same compact lines, written item by item."""
+
+    def __init__(self, path: Path) -> None:
+        self._out = path.open("wb")
+        self._out.write(b"[")
+        self._first = True
+
+    def add(self, run: dict[str, Any], line: bytes) -> None:
+        self._out.write(b"\n" if self._first else b",\n")
+        self._out.write(line.rstrip(b"\n"))
+        self._first = False
+
+    def close(self) -> None:
+        self._out.write(b"\n]\n")
+        self._out.close()
+
+
+class CsvWriter:
+    def __init__(self, path: Path) -> None:
+        self._out: IO[str] = path.open("w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._out)
+        self._csv.writerow(CSV_COLUMNS)
+
+    def add(self, run: dict[str, Any], line: bytes) -> None:
         cost = run.get("Cost") or {}
         failed = failures(run)
-        writer.writerow([
+        self._csv.writerow([
             run.get("RunID"), run.get("ScenarioID"), run.get("ProviderID"), run.get("Region"), run.get("Trial"),
             run.get("Status"), run.get("Error"), run.get("ErrorKind"), run.get("Duration"), run.get("TTFT"),
             cost.get("input_tokens", 0), cost.get("output_tokens", 0), cost.get("total_cost_usd", 0),
             assertion_count(run), len(failed), "; ".join(str(f.get("message", "")) for f in failed),
         ])
 
-
-def _testcase(run: dict[str, Any]) -> str:
-    name = f"{run.get('ProviderID')}"
-    if run.get("Region") not in (None, "", "default"):
-        name += f" [{run.get('Region')}]"
-    name += f" trial {run.get('Trial', 0)}"
-    seconds = float(run.get("Duration") or 0) / 1000
-    head = (f"    <testcase classname={quoteattr(str(run.get('ScenarioID')))} name={quoteattr(name)} "
-            f'time="{seconds:.3f}"')
-    if run.get("Error"):
-        message = str(run["Error"])
-        kind = str(run.get("ErrorKind") or "error")
-        return f"{head}>\n      <error message={quoteattr(message)} type={quoteattr(kind)}/>\n    </testcase>\n"
-    failed = run["failures"] if "failures" in run else failures(run)
-    if failed:
-        text = "\n".join(f"{f.get('type')}: {f.get('message')}" for f in failed)
-        first = str(failed[0].get("message", "assertion failed"))
-        return (f"{head}>\n      <failure message={quoteattr(first)} type=\"AssertionFailed\">"
-                f"{xml_escape(text)}</failure>\n    </testcase>\n")
-    return f"{head}/>\n"
-
-
-def _suite_timestamp(runs: list[dict[str, Any]]) -> str:
-    """JUnit wants a local-style timestamp without zone: the earliest start of the suite's runs (UTC)."""
-    starts = sorted(str(r.get("StartTime") or "") for r in runs if r.get("StartTime"))
-    return starts[0][:19] if starts else "1970-01-01T00:00:00"
-
-
-def write_junit(runs: Iterable[dict[str, Any]], out: IO[str], name: str = "arena") -> None:
-    """One <testsuite> per scenario, one <testcase> per run, valid against the Ant JUnit schema.
-
-    Runs are grouped by scenario in memory first; each holds only what its test case needs."""
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run in runs:
-        grouped[str(run.get("ScenarioID"))].append({
-            "ScenarioID": run.get("ScenarioID"), "ProviderID": run.get("ProviderID"), "Region": run.get("Region"),
-            "Trial": run.get("Trial"), "Duration": run.get("Duration"), "Error": run.get("Error"),
-            "ErrorKind": run.get("ErrorKind"), "StartTime": run.get("StartTime"), "failures": failures(run),
-        })
-    totals = [0, 0, 0, 0.0]
-    suites = []
-    for index, scenario in enumerate(sorted(grouped)):
-        cases = grouped[scenario]
-        errors = sum(1 for c in cases if c["Error"])
-        failed = sum(1 for c in cases if not c["Error"] and c["failures"])
-        seconds = sum(float(c["Duration"] or 0) for c in cases) / 1000
-        totals = [totals[0] + len(cases), totals[1] + errors, totals[2] + failed, totals[3] + seconds]
-        suites.append(
-            f"  <testsuite name={quoteattr(scenario)} package=\"arena\" id=\"{index}\" "
-            f"timestamp=\"{_suite_timestamp(cases)}\" hostname=\"localhost\" tests=\"{len(cases)}\" "
-            f"failures=\"{failed}\" errors=\"{errors}\" skipped=\"0\" time=\"{seconds:.3f}\">\n"
-            "    <properties/>\n" + "".join(_testcase(c) for c in cases) +
-            "    <system-out/>\n    <system-err/>\n  </testsuite>\n"
-        )
-    out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-    out.write(f"<testsuites name={quoteattr(name)} tests=\"{totals[0]}\" errors=\"{totals[1]}\" "
-              f"failures=\"{totals[2]}\" time=\"{totals[3]:.3f}\">\n")
-    out.writelines(suites)
-    out.write("</testsuites>\n")
+    def close(self) -> None:
+        self._out.close()

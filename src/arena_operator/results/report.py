@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -145,15 +145,32 @@ def _template() -> Template:
     return env.get_template(TEMPLATE)
 
 
+class _ScenarioViews:
+    """scenario → its runs' views, sorted, made when the template reaches that scenario: runs given as JSON lines
+    are parsed one scenario at a time, so only one scenario's detail is in memory as objects."""
+
+    def __init__(self, runs: Iterable[dict[str, Any] | bytes]) -> None:
+        self._runs: dict[str, list[dict[str, Any] | bytes]] = {}
+        for run in runs:
+            scenario = (json.loads(run) if isinstance(run, bytes) else run).get("ScenarioID", "")
+            self._runs.setdefault(str(scenario), []).append(run)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def get(self, scenario: str, default: Any = None) -> Any:
+        if scenario not in self._runs:
+            return default
+        views = [_run_view(json.loads(run) if isinstance(run, bytes) else run) for run in self._runs[scenario]]
+        return sorted(views, key=_sort_key)
+
+
 def write_html(
-    runs: Iterable[dict], summary: dict, out: IO[str], title: str = "Arena report", meta: dict | None = None
+    runs: Iterable[dict[str, Any] | bytes], summary: dict, out: IO[str], title: str = "Arena report",
+    meta: dict | None = None,
 ) -> None:
-    """Render the report into `out`. `runs` is iterated once (grouped by scenario); output is streamed."""
-    by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        by_scenario.setdefault(str(run.get("ScenarioID", "")), []).append(_run_view(run))
-    for views in by_scenario.values():
-        views.sort(key=_sort_key)
+    """Render the report into `out`. `runs` (dicts, or their JSON lines) is iterated once; output is streamed."""
+    by_scenario = _ScenarioViews(runs)
     matrix: dict[str, dict[str, dict[str, int]]] = summary.get("matrix") or {}
     providers_summary: dict[str, dict[str, Any]] = summary.get("providers") or {}
     scenarios = sorted(set(matrix) | set(by_scenario))

@@ -33,15 +33,18 @@ class DetailSelection:
         self.failure_quota = fair_share(failures_per_cell.values(), failure_limit)
         # Slots the even quota leaves unused go, one each, to the first cells (in report order) that have more.
         self._spare = failure_limit - sum(min(n, self.failure_quota) for n in failures_per_cell.values())
-        self.runs: list[dict[str, Any]] = []
+        # What the caller offered with each chosen run: the run itself, or (the aggregation) its compact JSON line.
+        self.runs: list[Any] = []
         self.failures = 0
         self.passed = 0
         self.seen = 0
         self._failed_cells: Counter[tuple[str, str]] = Counter()
         self._passed_cells: Counter[tuple[str, str]] = Counter()
 
-    def offer(self, run: dict[str, Any]) -> None:
+    def offer(self, run: dict[str, Any], keep: Any = None) -> None:
+        """Consider `run` (in report order); if chosen, `keep` (default: the run) is appended to `runs`."""
         self.seen += 1
+        kept = run if keep is None else keep
         cell = cell_of(run)
         if run.get("Status") != "passed":
             shown = self._failed_cells[cell]
@@ -50,11 +53,11 @@ class DetailSelection:
                 self._spare -= spare
                 self._failed_cells[cell] += 1
                 self.failures += 1
-                self.runs.append(run)
+                self.runs.append(kept)
         elif self._passed_cells[cell] < self.per_cell and self.passed < self.passed_limit:
             self._passed_cells[cell] += 1
             self.passed += 1
-            self.runs.append(run)
+            self.runs.append(kept)
 
     def note(self, where: str) -> str | None:
         """The header line saying what is shown, when it is not every run."""

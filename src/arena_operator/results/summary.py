@@ -85,7 +85,10 @@ class Summary:
         provider = str(run.get("ProviderID", ""))
         scenario = str(run.get("ScenarioID", ""))
         self.total.add(run)
-        self.by_provider.setdefault(provider, Tally()).add(run)
+        tally = self.by_provider.get(provider)
+        if tally is None:  # not setdefault(provider, Tally()): that would build a histogram per run
+            tally = self.by_provider[provider] = Tally()
+        tally.add(run)
         cell = self.matrix.setdefault(scenario, {}).setdefault(provider, {"passed": 0, "failed": 0, "errors": 0})
         status = run.get("Status")
         cell["errors" if status == "error" else "passed" if status == "passed" else "failed"] += 1

@@ -26,6 +26,7 @@ from ..engine.executor import ConversationExecutor
 from ..engine.providers.registry import build_providers
 from ..logs import setup_logging
 from ..results.aggregate import aggregate
+from ..results.formats import DEFAULT_FORMATS
 from ..results.sinks import ResultSink, SinkError, sink_for
 from ..results.summary import Summary
 from ..runplan.apply import apply_resolved_config
@@ -205,7 +206,7 @@ class Worker:
         if self.sink is None:
             await self.queue.mark_aggregated("", await summary_from_queue(self.queue))
             return
-        formats = self.config.get("formats") or ["json", "junit", "csv"]
+        formats = self.config.get("formats") or DEFAULT_FORMATS
         meta = {"job": f"{self.settings.namespace}/{self.settings.job}", "revision": self.config.get("revision", "")}
         summary = await aggregate(self.sink, formats, meta=meta)
         await self.queue.mark_aggregated(self.sink.url, summary)
