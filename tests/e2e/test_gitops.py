@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.operator_env import NAMESPACE, condition, wait_event
-from tests.e2e.test_arenajob import cluster as cluster  # noqa: F401  (fixture)
+from tests.e2e.test_arenajob import cluster as cluster  # the fixture, re-exported for pytest
 from tests.e2e.test_arenajob import finished, job, s3_output
 from tests.harness.k8s import ARENA_API_VERSION, dig
-from tests.harness.k8s import k8s_api as k8s_api  # noqa: F401  (fixture)
+from tests.harness.k8s import k8s_api as k8s_api  # the fixture, re-exported for pytest
 
 PARENT = "omnia.altairalabs.ai/parent"
 
@@ -19,7 +19,7 @@ def children(api: Any, parent: str) -> list[dict[str, Any]]:
             if (o["metadata"].get("labels") or {}).get(PARENT) == parent]
 
 
-def test_each_pushed_revision_runs_once_pinned_to_it(cluster: dict[str, Any]) -> None:  # noqa: F811
+def test_each_pushed_revision_runs_once_pinned_to_it(cluster: dict[str, Any]) -> None:
     api, git = cluster["api"], cluster["git"]
     source = api.get(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts")
     first_revision = source["status"]["artifact"]["revision"]
@@ -59,7 +59,7 @@ def test_each_pushed_revision_runs_once_pinned_to_it(cluster: dict[str, Any]) ->
     assert len(children(api, "on-push")) == 2  # the same revision never runs twice
 
 
-def test_scheduled_template_creates_runs_on_its_own(cluster: dict[str, Any]) -> None:  # noqa: F811
+def test_scheduled_template_creates_runs_on_its_own(cluster: dict[str, Any]) -> None:
     api = cluster["api"]
     api.create(job("every-minute", replicas=1, output=s3_output(cluster["s3_url"]),
                    schedule={"cron": "* * * * *", "timezone": "America/New_York"}))

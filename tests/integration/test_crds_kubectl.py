@@ -1,22 +1,25 @@
 """The CRDs and the documented manifests with the real kubectl, against the emulated Kubernetes API.
 
-The emulator (``tests/harness/k8s.py``) validates nothing and serves no OpenAPI, so this checks what kubectl
+The emulator (``tests/harness/emulator.py``) validates nothing and serves no OpenAPI, so this checks what kubectl
 itself needs: the CRD files apply, the kinds answer to their plural, short names and category, every
 documented example applies as written (in namespace ``arena``), and the printer columns read real fields.
+Beyond the CRDs: ``kubectl get -w`` streams, and ``kubectl create secret|configmap|namespace`` (protobuf bodies).
 Schema validation of the same manifests is in ``tests/unit/test_api_manifests.py``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
 from arena_operator.api import API_VERSION, KINDS, render_crds
-from tests.harness.k8s import K8sApi
+from tests.harness.k8s import K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api  # the fixture, re-exported for pytest
 from tests.unit.test_api_manifests import REPO, seed_examples
 
@@ -188,3 +191,83 @@ def test_the_api_serves_tables_only_to_who_asks(k8s_api: K8sApi) -> None:
     # A kind without a CRD's printer columns (every built-in kind here) gets NAME and AGE.
     namespaces = get(f"{k8s_api.url}/api/v1/namespaces", kubectl_accept)
     assert [c["name"] for c in namespaces["columnDefinitions"]] == ["Name", "Age"]
+
+
+def test_kubectl_get_watch_prints_objects_created_after_it_started(k8s_api: K8sApi) -> None:
+    """`kubectl get -w` decodes the watch stream (application/json;stream=watch) and prints the printer columns."""
+    _apply(k8s_api, "-f", str(REPO / "crds"))
+    k8s_api.create_namespace(NAMESPACE)
+    [source] = [example.manifest for example in seed_examples() if example.manifest["kind"] == "ArenaSource"]
+    first = {**source, "metadata": {"name": "before-the-watch"}}
+    _apply(k8s_api, "-n", NAMESPACE, "-f", "-", manifests=[first])
+
+    with k8s_api.kubectl_stream("get", "arenasources", "-n", NAMESPACE, "-w") as watch:
+        watch.wait_for_line(lambda line: line.startswith("before-the-watch "))
+        k8s_api.wait_for_watch(API_VERSION, "arenasources", NAMESPACE)
+        later = {**source, "metadata": {"name": "after-the-watch", "namespace": NAMESPACE}}
+        k8s_api.create(later)
+        row = watch.wait_for_line(lambda line: line.startswith("after-the-watch "))
+        assert watch.running  # still watching, until stopped
+        _, stderr = watch.stop()
+
+    assert "serializer" not in stderr and "error" not in stderr.lower(), stderr
+    # The watch events are Table rows too: one header (the CRD's columns) for the listed and the watched objects.
+    assert _headers("\n".join(watch.lines)) == ["NAME", "TYPE", "REVISION", "READY", "AGE"]
+    assert [line for line in watch.lines if line.startswith("NAME")] == [watch.lines[0]]
+    assert row.split()[:2] == ["after-the-watch", source["spec"]["type"]]
+
+
+def test_kubectl_get_watch_of_a_built_in_kind(k8s_api: K8sApi) -> None:
+    with k8s_api.kubectl_stream("get", "configmaps", "-w") as watch:
+        k8s_api.wait_for_watch("v1", "configmaps", "default")
+        k8s_api.create({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "settings", "namespace": "default"}, "data": {"a": "1"}})
+        row = watch.wait_for_line(lambda line: line.startswith("settings "))
+        assert watch.running
+    assert watch.lines[0].split() == ["NAME", "AGE"]
+    assert re.fullmatch(r"settings\s+\d+s", row), row
+
+
+def test_kubectl_create_secret_generic_stores_the_data_base64_encoded(k8s_api: K8sApi, tmp_path: Path) -> None:
+    """kubectl sends built-in kinds as protobuf (application/vnd.kubernetes.protobuf): the emulator decodes them."""
+    k8s_api.create_namespace(NAMESPACE)
+    blob = bytes(range(256))  # not UTF-8: the body is binary, not text
+    (tmp_path / "blob").write_bytes(blob)
+    created = k8s_api.kubectl("create", "secret", "generic", "creds", "-n", NAMESPACE, "--from-literal=token=s3cr3t",
+                              "--from-literal=user=arena", f"--from-file=blob={tmp_path / 'blob'}")
+    assert created.stdout.strip() == "secret/creds created"
+
+    secret = json.loads(k8s_api.kubectl("get", "secret", "creds", "-n", NAMESPACE, "-o", "json").stdout)
+    assert (secret["apiVersion"], secret["kind"], secret["metadata"]["name"]) == ("v1", "Secret", "creds")
+    assert secret["metadata"]["namespace"] == NAMESPACE and secret["metadata"]["uid"]
+    encoded = {key: base64.b64encode(value).decode() for key, value in (
+        ("token", b"s3cr3t"), ("user", b"arena"), ("blob", blob))}
+    assert secret["data"] == encoded
+    assert k8s_api.get("v1", "secrets", NAMESPACE, "creds")["data"] == secret["data"]  # what the operator reads
+
+    again = k8s_api.kubectl("create", "secret", "generic", "creds", "-n", NAMESPACE, "--from-literal=a=b", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+
+
+def test_kubectl_create_namespace_and_configmap(k8s_api: K8sApi) -> None:
+    """The other built-in kinds kubectl creates as protobuf: a Namespace and a ConfigMap (with binary data)."""
+    assert k8s_api.kubectl("create", "namespace", "other").stdout.strip() == "namespace/other created"
+    assert dig(k8s_api.get("v1", "namespaces", None, "other"), "status.phase") == "Active"
+    k8s_api.kubectl("create", "configmap", "settings", "-n", "other", "--from-literal=mode=fast")
+    configmap = json.loads(k8s_api.kubectl("get", "configmap", "settings", "-n", "other", "-o", "json").stdout)
+    assert configmap["data"] == {"mode": "fast"}
+
+
+def test_protobuf_bodies_of_other_kinds_are_refused_with_415(k8s_api: K8sApi) -> None:
+    """Kinds without a protobuf schema in the emulator get 415 (send JSON); a broken body gets 400."""
+    pod = b"k8s\x00" + _proto_field(1, _proto_field(1, b"v1") + _proto_field(2, b"Pod")) + _proto_field(2, b"")
+    headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+    refused = httpx.post(f"{k8s_api.url}/api/v1/namespaces/default/pods", content=pod, headers=headers)
+    assert refused.status_code == 415 and refused.json()["reason"] == "UnsupportedMediaType"
+    broken = httpx.post(f"{k8s_api.url}/api/v1/namespaces/default/secrets", content=b"k8s\x00\x0a\xff", headers=headers)
+    assert broken.status_code == 400 and broken.json()["reason"] == "BadRequest"
+
+
+def _proto_field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (values shorter than 128 bytes)."""
+    return bytes([number << 3 | 2, len(value)]) + value
