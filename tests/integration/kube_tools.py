@@ -5,8 +5,11 @@ Arena kinds, against the generated CRDs."""
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ KUBERNETES_VERSION = "1.31.0"  # the kubectl beside helm, and the schemas manife
 RELEASE, NAMESPACE = "arena-operator", "arena-system"
 #: Kinds kubernetes-validate has no schema for, and where they come from.
 THIRD_PARTY_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+#: HOME of the tools: helm's and kubectl's caches (discovery, repositories) stay out of the checkout and the user's.
+TOOLS_HOME = tempfile.mkdtemp(prefix="arena-tools-home-")
+atexit.register(shutil.rmtree, TOOLS_HOME, True)
 
 Object = dict[str, Any]
 
@@ -36,7 +42,7 @@ def tool(name: str) -> Path:
 def run(*args: str | Path, input: str | None = None, check: bool = True,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, input=input, timeout=120,
-                          cwd=cwd, check=False, env={"PATH": "/usr/bin:/bin", "HOME": str(REPO / ".tools"),
+                          cwd=cwd, check=False, env={"PATH": "/usr/bin:/bin", "HOME": TOOLS_HOME,
                                                      "KUBECONFIG": "/nonexistent"})
     if check:
         assert done.returncode == 0, f"{' '.join(map(str, args))}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
