@@ -31,6 +31,8 @@ from .arenasource import (
     GitRef,
     GitSource,
     OCISource,
+    SourceSecretReference,
+    WorkspaceSource,
 )
 from .common import (
     API_VERSION,
@@ -47,9 +49,11 @@ from .common import (
     parse_duration,
     utcnow,
 )
+from .compat import ArenaProviderEntry, ProviderRef
 from .conditions import get_condition, is_true, remove_condition, set_condition
 from .crds import check_crds, render_crds, write_crds
 from .kinds import KINDS, KINDS_BY_NAME, KINDS_BY_PLURAL, Kind, ManifestError, parse_object
+from .pods import PodOverrides
 from .provider import Credential, Pricing, Provider, ProviderDefaults, ProviderSpec, ProviderStatus, SecretKeyReference
 from .templates import BaselineRef, CompareSpec, LastRun, ScheduleSpec, TriggerSpec
 from .toolregistry import (
@@ -77,6 +81,7 @@ __all__ = [
     "ArenaJobSpec",
     "ArenaJobStatus",
     "ArenaObject",
+    "ArenaProviderEntry",
     "ArenaSource",
     "ArenaSourceSpec",
     "ArenaSourceStatus",
@@ -105,10 +110,12 @@ __all__ = [
     "ObjectMeta",
     "OutputSpec",
     "PVCOutput",
+    "PodOverrides",
     "Pricing",
     "Provider",
     "ProviderDefaults",
     "ProviderOverride",
+    "ProviderRef",
     "ProviderSpec",
     "ProviderStatus",
     "ResolvedTool",
@@ -117,6 +124,7 @@ __all__ = [
     "ScheduleSpec",
     "SecretKeyReference",
     "SecretReference",
+    "SourceSecretReference",
     "ToolDefinition",
     "ToolHandler",
     "ToolRegistry",
@@ -125,6 +133,7 @@ __all__ = [
     "ToolRegistryStatus",
     "TriggerSpec",
     "WorkerSettings",
+    "WorkspaceSource",
     "check_crds",
     "get_condition",
     "is_true",

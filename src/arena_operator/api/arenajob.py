@@ -1,8 +1,11 @@
-"""ArenaJob: one run (or, with ``schedule``, a template of recurring runs) of an ArenaConfig.
+"""ArenaJob: one run (or, with ``schedule``, a template of recurring runs) of an ArenaConfig or an ArenaSource.
 
 Every field of the documented ArenaJob reference is here with its documented default, so manifests written
 for the documented system apply unchanged. Two fields are ours: ``suspend`` (how a running job is
-cancelled without deleting it) and ``maxAttempts`` (how often a failing work unit is retried).
+cancelled without deleting it) and ``maxAttempts`` (how often a failing work unit is retried). The fields of
+the Go operator's current form (``sourceRef`` + ``arenaFile`` instead of ``configRef``, ``trials``,
+``providers``, ``toolRegistries``, ``workers.podOverrides``, ``cancelled``, ``verbose``, ``sessionRecording``,
+the load-test block) are accepted too (``compat.py``); ``runplan/forms.py`` maps both onto one model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .common import (
     Duration,
     LabelSelector,
     LocalObjectReference,
+    RelativePath,
     SecretReference,
     Time,
     check_type_block,
@@ -27,6 +31,8 @@ from .common import (
     observed_generation_field,
     type_block_rules,
 )
+from .compat import LoadThreshold, ProviderGroup, RampSettings
+from .pods import PodOverrides
 from .templates import CompareSpec, LastRun, ScheduleSpec, TriggerSpec
 
 JobType = Literal["evaluation", "loadtest", "datagen"]
@@ -49,6 +55,12 @@ class LoadTestSettings(ApiModel):
     duration: Duration = Field("5m", description="Total test duration, ramp-up included.")
     target_rps: int | None = Field(None, alias="targetRPS", ge=1,
                                    description="Target requests per second across all workers.")
+    concurrency: int | None = Field(None, ge=1, description="Go form: work items in flight across all workers.")
+    vus_per_worker: int | None = Field(None, ge=1, description="Go form: virtual users per worker pod.")
+    ramp: RampSettings | None = Field(None, description="Go form: concurrency ramp-up and ramp-down.")
+    budget_limit: str | None = Field(None, description="Go form: cost (in budgetCurrency) at which the test stops.")
+    budget_currency: str | None = Field(None, description="Go form: currency of budgetLimit, e.g. USD.")
+    thresholds: list[LoadThreshold] | None = Field(None, description="Go form: SLOs checked after the test.")
 
 
 class DataGenSettings(ApiModel):
@@ -69,6 +81,8 @@ class WorkerSettings(ApiModel):
     replicas: int = Field(1, ge=1, description="Number of worker pods.")
     min_replicas: int | None = Field(None, ge=1, description="Minimum worker pods when autoscaling.")
     max_replicas: int | None = Field(None, ge=1, description="Maximum worker pods when autoscaling.")
+    pod_overrides: PodOverrides | None = Field(None, description="Scheduling, identity and injection settings "
+                                                                 "merged into every worker pod.")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> WorkerSettings:
@@ -128,7 +142,19 @@ class OutputSpec(ApiModel):
 class ArenaJobSpec(ApiModel):
     """Desired state of an ArenaJob."""
 
-    config_ref: LocalObjectReference = Field(description="The ArenaConfig to run.")
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "has(self.configRef) != has(self.sourceRef)",
+        "message": "set exactly one of configRef and sourceRef"}]})
+
+    config_ref: LocalObjectReference | None = Field(None, description="The ArenaConfig to run (or sourceRef).")
+    source_ref: LocalObjectReference | None = Field(
+        None, description="The ArenaSource to run directly, without an ArenaConfig (the Go operator's form): the "
+                          "job waits for its artifact and validates the bundle itself (condition SourceValid).")
+    arena_file: RelativePath | None = Field(
+        None, description="Arena file inside the bundle. With sourceRef it defaults to config.arena.yaml; with "
+                          "configRef it overrides the ArenaConfig's arenaFile.")
+    trials: int | None = Field(None, ge=1, description="Runs per scenario × provider; overrides the ArenaConfig's "
+                                                       "trials (default 1).")
     type: JobType = Field("evaluation", description="Job type: evaluation (run scenarios and assertions), "
                                                     "loadtest (drive providers at a target rate) or datagen "
                                                     "(generate synthetic data).")
@@ -141,8 +167,15 @@ class ArenaJobSpec(ApiModel):
     provider_overrides: dict[str, ProviderOverride] | None = Field(
         None, description="Providers per group (group name → selector) chosen from Provider objects at run "
                           "time; '*' matches every group not listed.")
+    providers: dict[str, ProviderGroup] | None = Field(
+        None, description="Go form: Provider objects per group (group → list of {providerRef} entries, or group → "
+                          "map of bundle provider id → entry). For a group it names, it wins over "
+                          "providerOverrides (condition SpecWarning says so).")
     tool_registry_override: ToolRegistryOverride | None = Field(
         None, description="ToolRegistry objects whose tools replace same-name tools of the bundle.")
+    tool_registries: list[LocalObjectReference] | None = Field(
+        None, description="Go form: ToolRegistry objects by name, whose tools replace same-name tools of the "
+                          "bundle. Wins over toolRegistryOverride when both are set (condition SpecWarning).")
     output: OutputSpec | None = Field(None, description="Where detailed results are written (S3 or a PVC). The "
                                                         "summary is always recorded in status.result.")
     schedule: ScheduleSpec | None = Field(None, description="Run on a cron schedule; each trigger creates a child "
@@ -157,7 +190,24 @@ class ArenaJobSpec(ApiModel):
                                 "are kept).")
     suspend: bool = Field(False, description="Set to true to cancel a running job (it ends Cancelled), or to "
                                              "pause a schedule.")
+    cancelled: bool | None = Field(None, description="Go form of suspend: true cancels a running job (or pauses "
+                                                     "a schedule), exactly as suspend: true does.")
+    verbose: bool | None = Field(None, description="Debug logging in the worker pods (ARENA_LOG_LEVEL=DEBUG).")
+    session_recording: bool | None = Field(
+        None, description="Go form: accepted and kept; this operator has no session API, and every run's "
+                          "transcript is in the results (units/<id>.json) whatever its value.")
     max_attempts: int = Field(3, ge=1, description="Attempts per work unit before it is recorded as failed.")
+
+    @model_validator(mode="after")
+    def _config_or_source(self) -> ArenaJobSpec:
+        if (self.config_ref is None) == (self.source_ref is None):
+            raise ValueError("set exactly one of configRef and sourceRef")
+        return self
+
+    @property
+    def cancel_requested(self) -> bool:
+        """suspend: true or (Go form) cancelled: true."""
+        return bool(self.suspend or self.cancelled)
 
 
 class JobProgress(ApiModel):

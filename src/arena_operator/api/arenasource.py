@@ -1,8 +1,11 @@
-"""ArenaSource: where a PromptKit bundle lives (git, OCI, ConfigMap) and the artifact made from it.
+"""ArenaSource: where a PromptKit bundle lives (git, OCI, ConfigMap, a workspace directory) and the artifact
+made from it.
 
 The shape follows Flux's source-controller (interval, timeout, suspend, ``status.artifact`` with revision,
 URL and digest), because users of GitOps tooling already know it and because it makes change detection
-cheap: the revision names what was fetched, the digest proves what was packaged.
+cheap: the revision names what was fetched, the digest proves what was packaged. The Go operator's fields
+(``type: workspace``, ``targetPath``, ``createVersionOnSync``, ``status.artifact.{contentPath, version,
+checksum}``) are accepted and filled too.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from .common import (
     ArenaObject,
     Condition,
     Duration,
-    SecretReference,
+    RelativePath,
     Time,
     check_type_block,
     conditions_field,
@@ -24,11 +27,19 @@ from .common import (
     type_block_rules,
 )
 
-SourceType = Literal["git", "oci", "configmap"]
+SourceType = Literal["git", "oci", "configmap", "workspace"]
 SourcePhase = Literal["Pending", "Ready", "Error", "Suspended"]
 
 #: Which spec block each ``type`` needs; shared by the pydantic check and the CEL rules.
-SOURCE_BLOCKS: dict[str, str] = {"git": "git", "oci": "oci", "configmap": "configMap"}
+SOURCE_BLOCKS: dict[str, str] = {"git": "git", "oci": "oci", "configmap": "configMap", "workspace": "workspace"}
+
+
+class SourceSecretReference(ApiModel):
+    """The Secret with a source's credentials, in the same namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret, in the same namespace.")
+    key: str | None = Field(None, description="Accepted for the Go operator's manifests (its SecretKeyRef); the "
+                                              "keys read are fixed (see secretRef), so it is not used.")
 
 
 class GitRef(ApiModel):
@@ -64,7 +75,7 @@ class GitSource(ApiModel):
                                                  "default branch.")
     path: str | None = Field(None, description="Directory of the bundle inside the repository; defaults to the "
                                                "repository root.")
-    secret_ref: SecretReference | None = Field(
+    secret_ref: SourceSecretReference | None = Field(
         None, description="Secret with credentials: username and password (or token) for HTTPS, identity and "
                           "known_hosts for SSH.")
 
@@ -74,7 +85,7 @@ class OCISource(ApiModel):
 
     url: str = Field(pattern=r"^oci://", description="Artifact reference: oci://registry/repository[:tag]; "
                                                       "the revision becomes <tag>@sha256:<manifest digest>.")
-    secret_ref: SecretReference | None = Field(
+    secret_ref: SourceSecretReference | None = Field(
         None, description="Secret of type kubernetes.io/dockerconfigjson with registry credentials.")
     insecure: bool = Field(False, description="Talk plain HTTP to the registry instead of HTTPS "
                                               "(in-cluster registries without TLS).")
@@ -88,6 +99,15 @@ class ConfigMapSource(ApiModel):
                                               "defaults to every key as one file each.")
 
 
+class WorkspaceSource(ApiModel):
+    """A directory on the workspace volume the operator mounts ($ARENA_WORKSPACE_DIR), snapshotted as it is."""
+
+    path: RelativePath = Field(description="Directory of the bundle, relative to the namespace's workspace root "
+                                           "(<ARENA_WORKSPACE_DIR>/<namespace>/); absolute paths, '..' and "
+                                           "symlinks leading out are refused. The revision is sha256:<content "
+                                           "hash>, so an edit is a new revision.")
+
+
 class ArenaSourceSpec(ApiModel):
     """Desired state of an ArenaSource."""
 
@@ -98,10 +118,20 @@ class ArenaSourceSpec(ApiModel):
     git: GitSource | None = Field(None, description="Git repository settings, for type git.")
     oci: OCISource | None = Field(None, description="OCI artifact settings, for type oci.")
     config_map: ConfigMapSource | None = Field(None, description="ConfigMap settings, for type configmap.")
+    workspace: WorkspaceSource | None = Field(None, description="Workspace directory settings, for type "
+                                                                "workspace.")
     interval: Duration = Field("5m", description="How often to check the source for a new revision (with a "
                                                  "little jitter), e.g. 1m, 5m, 1h.")
     timeout: Duration = Field("60s", description="Time limit for one fetch, e.g. 60s.")
     suspend: bool = Field(False, description="Stop polling; the last artifact stays available.")
+    target_path: RelativePath | None = Field(
+        None, description="Where each artifact's content is also written on the workspace volume, relative to the "
+                          "namespace's workspace root: <targetPath>/.arena/versions/<version>/ (recorded in "
+                          "status.artifact.contentPath). Default arena/<source name>. Only when the operator has "
+                          "a workspace volume.")
+    create_version_on_sync: bool | None = Field(
+        None, description="Accepted for the Go operator's manifests: every artifact here is an immutable, "
+                          "content-addressed version whatever its value.")
 
     @model_validator(mode="after")
     def _block_for_type(self) -> ArenaSourceSpec:
@@ -118,6 +148,13 @@ class Artifact(ApiModel):
     digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$",
                         description="sha256:<hex> of the tar.gz, verified by workers before use.")
     size: int | None = Field(None, ge=0, description="Size of the tar.gz in bytes.")
+    checksum: str | None = Field(None, description="sha256:<hex> of the content (the Go operator's name; equal to "
+                                                   "digest, as the artifact is deterministic).")
+    version: str | None = Field(None, description="Content-addressed version: the first 12 hex digits of the "
+                                                  "checksum.")
+    content_path: str | None = Field(
+        None, description="Where the content is on the workspace volume, relative to the namespace's workspace "
+                          "root: <targetPath>/.arena/versions/<version>. Set only when the operator has one.")
     last_update_time: Time | None = Field(None, description="When this artifact was produced.")
 
 

@@ -13,7 +13,7 @@ import datetime
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "omnia.altairalabs.ai"
@@ -43,6 +43,14 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 PRESERVE_UNKNOWN = "x-kubernetes-preserve-unknown-fields"
 """JSON-schema key that marks a free-form object; ``crds.py`` refuses free-form objects without it."""
+INT_OR_STRING = "x-kubernetes-int-or-string"
+"""JSON-schema key of a value that is an integer or a string (a resource quantity); such a node has no type."""
+ANY_JSON = "x-arena-any-json"
+"""Our own JSON-schema marker (``crds.py`` consumes it): a node that holds any JSON value, an array or an object,
+rendered untyped with ``x-kubernetes-preserve-unknown-fields`` (the structural-schema exception). The model
+validates the value; the API server keeps it as written."""
+MAX_PATH = 1024
+"""Longest relative path a spec may name (bounds the CEL cost of the traversal rule)."""
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -105,6 +113,46 @@ def free_form(description: str) -> Any:
     API server keeps (rather than prunes) their content while every other field stays structural.
     """
     return Field(None, description=description, json_schema_extra={PRESERVE_UNKNOWN: True})
+
+
+FreeObject = Annotated[dict[str, Any], WithJsonSchema({"type": "object", PRESERVE_UNKNOWN: True})]
+"""A list item whose content the operator does not constrain (e.g. a core/v1 Volume), kept as written."""
+
+
+def any_json(description: str) -> Any:
+    """The JSON schema of a field that is an array or an object (see :data:`ANY_JSON`)."""
+    return WithJsonSchema({ANY_JSON: True, PRESERVE_UNKNOWN: True, "description": description})
+
+
+_QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a resource quantity (e.g. 500m, 2, 1Gi)")
+    return value
+
+
+Quantity = Annotated[int | str, AfterValidator(_quantity), WithJsonSchema({INT_OR_STRING: True})]
+"""A Kubernetes resource quantity: ``2``, ``500m``, ``1Gi``."""
+
+
+def _relative_path(value: str) -> str:
+    parts = value.split("/")
+    if not value or value.startswith("/") or ".." in parts or "\x00" in value or "\\" in value:
+        raise ValueError(f"{value!r} must be a relative path inside the root: no leading '/', no '..', no "
+                         "backslash")
+    return value
+
+
+RELATIVE_PATH_RULE = {
+    "rule": "!self.startsWith('/') && self != '..' && !self.startsWith('../') && !self.endsWith('/..') && "
+            "!self.contains('/../')",
+    "message": "must be a relative path inside the root: no leading '/', no '..'",
+}
+RelativePath = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_relative_path), WithJsonSchema({
+    "type": "string", "minLength": 1, "maxLength": MAX_PATH, "x-kubernetes-validations": [RELATIVE_PATH_RULE]})]
+"""A path relative to some root (a bundle, a volume), refused when absolute or when it climbs out with ``..``."""
 
 
 def type_block_rules(blocks: dict[str, str], type_field: str = "type") -> list[dict[str, str]]:

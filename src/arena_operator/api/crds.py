@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .common import GROUP, PRESERVE_UNKNOWN, VERSION
+from .common import ANY_JSON, GROUP, INT_OR_STRING, PRESERVE_UNKNOWN, VERSION
 from .kinds import CATEGORIES, KINDS, Kind
 
 CRD_DIRS = ("crds", "charts/arena-operator/crds")
@@ -83,7 +83,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
             # server's field validation); true means free-form, handled by PRESERVE_UNKNOWN below.
         else:
             out[key] = copy.deepcopy(value)
-    if out.get(PRESERVE_UNKNOWN):
+    untyped = bool(out.pop(ANY_JSON, False)) or bool(out.get(INT_OR_STRING))  # the structural exceptions
+    if untyped:
+        pass  # an array or an object (ANY_JSON, kept with PRESERVE_UNKNOWN), or an int-or-string
+    elif out.get(PRESERVE_UNKNOWN):
         out.pop("additionalProperties", None)
         out.setdefault("type", "object")
     elif node.get("additionalProperties") is True and "properties" not in node:
@@ -92,7 +95,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     if out.get("type") == "string" and "enum" in out:
         # Lets the API server's CEL cost estimator bound comparisons with this field (enum alone does not).
         out.setdefault("maxLength", max(len(str(value)) for value in out["enum"]))
-    if "type" not in out:
+    if "type" not in out and not untyped:
         raise SchemaError(f"{path}: no type (Any or a union?); every node of a structural schema needs one")
     return out
 

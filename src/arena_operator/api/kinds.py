@@ -72,7 +72,8 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind("ArenaSource", "arenasources", ("asrc",), ArenaSource, ArenaSourceSpec, ArenaSourceStatus,
-         "ArenaSource says where a PromptKit bundle lives (git, OCI or ConfigMap). The operator polls it, "
+         "ArenaSource says where a PromptKit bundle lives (git, OCI, ConfigMap or a workspace directory). The "
+         "operator polls it, "
          "packages each new revision as a tar.gz artifact and serves it to workers.",
          (PrinterColumn("TYPE", ".spec.type", description="Source type."),
           PrinterColumn("REVISION", ".status.artifact.revision", description="Revision of the latest artifact."),
@@ -85,7 +86,8 @@ KINDS: tuple[Kind, ...] = (
           PrinterColumn("SCENARIOS", ".status.scenarioCount", "integer", "Scenarios selected."),
           READY, AGE)),
     Kind("ArenaJob", "arenajobs", ("ajob",), ArenaJob, ArenaJobSpec, ArenaJobStatus,
-         "ArenaJob is one run of an ArenaConfig (evaluation, load test or data generation) on a pool of "
+         "ArenaJob is one run of an ArenaConfig or an ArenaSource (evaluation, load test or data generation) on a "
+         "pool of "
          "workers, or with a schedule a template of recurring runs.",
          (PrinterColumn("TYPE", ".spec.type", description="Job type."),
           PrinterColumn("PHASE", ".status.phase", description="Job phase."),
