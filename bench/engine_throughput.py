@@ -12,12 +12,17 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from arena_operator.engine.plan import RunFilters
-from arena_operator.local.run import LocalRunOptions, run_local
+# Run as a script, bench/ comes first on sys.path, and bench/queue.py (the work-queue benchmark) would shadow the
+# standard library's `queue`, which asyncio's thread pool imports (a local run writes its units from threads).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from arena_operator.engine.plan import RunFilters  # noqa: E402
+from arena_operator.local.run import LocalRunOptions, run_local  # noqa: E402
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
 
@@ -55,7 +60,7 @@ def main() -> None:
     executing = marks["last"] - marks["planned"]
     print(f"cpus available: {len(os.sched_getaffinity(0))}")
     print(f"engine: {runs} mock scenario runs (quickstart, -j {args.j}): {runs / executing:,.0f} runs/s executing "
-          f"(streamed to results.jsonl); {runs / total:,.0f} runs/s end to end incl. results.json + report.html "
+          f"(each written to units/); {runs / total:,.0f} runs/s end to end incl. results.json + report.html "
           f"({total:.2f}s)")
     ref = asyncio.run(reference(runs, sample))
     print(f"reference: json.dumps of one result per task = {ref:,.0f} results/s")

@@ -3,7 +3,8 @@ with a mock provider (4 one-turn scenarios, one of them failing its assertion, Ã
 
 Each size is one `arena run` child process under `/usr/bin/time -v` (its "Maximum resident set size"; without
 /usr/bin/time, resource.getrusage of the child). The whole local pipeline is measured: plan, run, one unit file
-per run in <out>/units/, then the streaming aggregation into every report format. Run:
+per run in <out>/units/, then the streaming aggregation into every report format. The reference, measured in the
+same run: the same command for 4 runs (one trial each), i.e. the interpreter, imports and start-up alone. Run:
 
     .venv/bin/python bench/local_rss.py [--runs 10000 100000 1000000] [-j 64]
 """
@@ -112,6 +113,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="arena-rss-") as tmp:
         bundle = write_bundle(Path(tmp) / "bundle")
         print(f"{'runs':>9} {'peak RSS':>10} {'wall':>9} {'runs/s':>8} {'out dir':>9}")
+        floor = measure(bundle, len(SCENARIOS), args.j, Path(tmp) / "out-floor")
+        print(f"{'reference':>9} {floor['rss_mb']:>7.1f} MB {floor['wall']:>8.1f}s  (4 runs: start-up floor)",
+              flush=True)
         for runs in args.runs:
             out = Path(tmp) / f"out-{runs}"
             row = measure(bundle, runs, args.j, out)

@@ -31,6 +31,7 @@ from .formats import (
     CONTENT_TYPES,
     DEFAULT_FORMATS,
     FILE_NAMES,
+    FORMATS,
     SUMMARY,
     CsvWriter,
     JsonArrayWriter,
@@ -115,7 +116,7 @@ def _write_files(items: Iterator[Item], out: Path, work: Path, wanted: set[str],
     with (out / FILE_NAMES["html"]).open("w", encoding="utf-8") as handle:
         write_html(selection.runs, data, handle, meta=html_meta)
     (out / SUMMARY.file).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    names = [FILE_NAMES[fmt] for fmt in ("jsonl", "json", "csv", "junit", "html") if fmt in wanted]
+    names = [FILE_NAMES[fmt] for fmt in FORMATS if fmt in wanted]
     return data, [*names, SUMMARY.file]
 
 

@@ -31,7 +31,7 @@ OUTPUTS = {
 FORMATS = tuple(OUTPUTS)
 # What `arena run` and an ArenaJob write when no formats are given (CLI --formats, the arena file's
 # defaults.output.formats, spec.evaluation.outputFormats): every format.
-DEFAULT_FORMATS: tuple[str, ...] = ("json", "jsonl", "junit", "csv", "html")
+DEFAULT_FORMATS: tuple[str, ...] = FORMATS
 # Always written, whatever the formats.
 SUMMARY = OutputFormat("summary", "summary.json", "application/json")
 FILE_NAMES = {fmt.name: fmt.file for fmt in OUTPUTS.values()}
