@@ -112,7 +112,7 @@ def _mark_unknown(out: Outcome, later: Sequence[Step[Any]], conditions: list[dic
 
 def rejected_spec(problem: str, phase: str, status: Mapping[str, Any], rule: ReadyRule, generation: int) -> Outcome:
     """A spec that cannot be acted on: Stalled (and so not Ready) with every problem named, until it changes."""
-    out = Outcome(status={"phase": phase, "message": problem, "observedGeneration": generation})
+    out = Outcome(status={"phase": phase, "observedGeneration": generation})
     out.condition(c.STALLED, True, c.INVALID_SPEC, problem)
     out.event("Warning", c.INVALID_SPEC, problem)
     out.conditions[c.READY] = summarize_ready(merged(status.get("conditions") or [], out), rule)
