@@ -19,6 +19,14 @@ CRDS = render_crds()
 #: The only free-form fields: everything else is pruned/validated by the API server.
 FREE_FORM = {
     ("ArenaJob", "status.result.summary"),
+    ("ArenaJob", "status.result.comparison"),
+    ("ArenaJob", "status.lastRun.summary"),
+    # The Go operator's form: a provider group is an array or an object (untyped, as in its CRD); core/v1 parts.
+    ("ArenaJob", "spec.providers{}"),
+    ("ArenaJob", "spec.workers.podOverrides.affinity"),
+    ("ArenaJob", "spec.workers.podOverrides.extraEnv[].valueFrom"),
+    ("ArenaJob", "spec.workers.podOverrides.extraVolumes[]"),
+    ("ArenaJob", "spec.workers.podOverrides.extraVolumeMounts[]"),
     ("Provider", "spec.mockConfig"),
     ("ToolRegistry", "spec.handlers[].tool.inputSchema"),
 }
@@ -145,7 +153,10 @@ def test_documented_defaults_are_in_the_crds() -> None:
     assert job["schedule"]["properties"]["concurrencyPolicy"]["default"] == "Forbid"
     assert (job["suspend"]["default"], job["maxAttempts"]["default"]) == (False, 3)
     assert job["output"]["required"] == ["type"]
-    assert _schema(CRDS["arenajobs.omnia.altairalabs.ai"])["properties"]["spec"]["required"] == ["configRef"]
+    job_spec = _schema(CRDS["arenajobs.omnia.altairalabs.ai"])["properties"]["spec"]
+    assert "required" not in job_spec  # configRef or (Go form) sourceRef, exactly one: a CEL rule
+    assert job_spec["x-kubernetes-validations"] == [{"rule": "has(self.configRef) != has(self.sourceRef)",
+                                                     "message": "set exactly one of configRef and sourceRef"}]
     source = _schema(CRDS["arenasources.omnia.altairalabs.ai"])["properties"]["spec"]["properties"]
     assert (source["interval"]["default"], source["timeout"]["default"], source["suspend"]["default"]) == \
         ("5m", "60s", False)

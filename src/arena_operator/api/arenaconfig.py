@@ -16,6 +16,7 @@ from .common import (
     Condition,
     Duration,
     LocalObjectReference,
+    RelativePath,
     conditions_field,
     observed_generation_field,
 )
@@ -51,7 +52,7 @@ class ArenaConfigSpec(ApiModel):
                                                        "trial), e.g. 5m.")
     concurrency: int = Field(4, ge=1, description="Work units one worker runs in parallel.")
     trials: int = Field(1, ge=1, description="Runs per scenario × provider, to measure flakiness.")
-    arena_file: str | None = Field(
+    arena_file: RelativePath | None = Field(
         None, description="Path of the Arena entry file inside the bundle; defaults to the first of "
                           "config.arena.yaml, config.arena.yml, arena.yaml, arena.yml.")
 

@@ -26,7 +26,8 @@ MAX_MESSAGE = 32768  # metav1.Condition's limit; longer messages are cut, not re
 
 # -- condition types ----------------------------------------------------------------------------------
 READY = "Ready"  # every kind: the summary, computed once at the end of a reconcile pass
-SOURCE_VALID = "SourceValid"  # ArenaSource: the fetched content is a loadable bundle
+SOURCE_VALID = "SourceValid"  # ArenaSource: the fetched content is a loadable bundle; ArenaJob with sourceRef: the
+# source serves an artifact and its bundle (arenaFile) loads at that revision
 ARTIFACT_AVAILABLE = "ArtifactAvailable"  # ArenaSource: an artifact (maybe the last good one) is served
 SOURCE_READY = "SourceReady"  # ArenaConfig: the referenced ArenaSource has an artifact
 VALID = "Valid"  # ArenaConfig: the bundle at the source's revision loads and its providers resolve
@@ -39,6 +40,7 @@ SCHEDULED_CONDITION = "Scheduled"  # an ArenaJob template: its schedule/trigger 
 REGRESSED = "Regressed"  # ArenaJob (abnormal-true): the run got worse than its baseline
 STALLED = "Stalled"  # every kind (abnormal-true, kstatus): the spec cannot be acted on until it is changed
 FETCH_FAILED_CONDITION = "FetchFailed"  # ArenaSource (abnormal-true, as Flux): the last fetch failed
+SPEC_WARNING = "SpecWarning"  # ArenaJob (True, not part of Ready): both forms of a setting are set; says which wins
 
 # -- reasons: progress and success --------------------------------------------------------------------
 SUCCEEDED = "Succeeded"
@@ -67,6 +69,7 @@ CONFIG_READY = "ConfigReady"
 CREATED = "Created"
 RUNNING = "Running"
 SCALED = "Scaled"
+BOTH_FORMS_PRESENT = "BothFormsPresent"
 
 # -- reasons: waiting (retried) -----------------------------------------------------------------------
 SOURCE_NOT_FOUND = "SourceNotFound"
@@ -116,6 +119,8 @@ WORKER_JOB_FAILED = "WorkerJobFailed"
 NO_UNIT_RAN = "NoUnitRan"
 NO_REPORTS = "NoReports"
 REDIS_UNAVAILABLE = "RedisUnavailable"
+WORKSPACE_NOT_CONFIGURED = "WorkspaceNotConfigured"
+WORKSPACE_PATH_NOT_FOUND = "WorkspacePathNotFound"
 
 ConditionLike = Condition | Mapping[str, Any]
 

@@ -20,6 +20,7 @@ from ..api.common import (
     parse_rfc3339,
 )
 from ..reconcile.arenajob import READY_RULE, JobContext, reconcile_job
+from ..reconcile.jobspec import job_source
 from ..reconcile.outcome import Outcome
 from ..reconcile.template import Child, TemplateContext, is_template, reconcile_template
 from ..reconcile.worker_job import arenajob_label_value
@@ -49,9 +50,8 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
     job = parse_or_reject(ArenaJobSpec, body, spec, patch, current, generation, "Failed", READY_RULE)
     if job is None:
         return
-    config = one(indexes["arena_configs"], (namespace, job.config_ref.name))
-    source = one(indexes["arena_sources"], (namespace, ((config or {}).get("spec") or {}).get("sourceRef", {})
-                                            .get("name")))
+    config = one(indexes["arena_configs"], (namespace, job.config_ref.name)) if job.config_ref else None
+    source = one(indexes["arena_sources"], (namespace, job_source(job, config)))
     if is_template(job):
         ctx = _template(memo, namespace, name, uid, generation, meta, job, dict(spec), current, source,
                         list(indexes["arena_jobs"].get(namespace, [])))

@@ -33,7 +33,7 @@ async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.S
         namespace=namespace, name=name, generation=generation, spec=source, status=current,
         annotations=dict(meta.annotations), store=memo.store, base_url=memo.artifact_base_url,
         read_secret=memo.kube.secret_data, read_config_map=memo.kube.config_map,
-        max_bytes=memo.config.max_artifact_bytes,
+        max_bytes=memo.config.max_artifact_bytes, workspace_dir=memo.config.workspace_dir,
     )
     version = None
     if source.type == "configmap" and source.config_map is not None:

@@ -32,6 +32,7 @@ class OperatorConfig:
     config_wait_seconds: float
     visibility_timeout: float
     aggregation_lease: float
+    workspace_dir: Path | None = None  # the workspace volume for type workspace sources and contentPath
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -50,6 +51,7 @@ class OperatorConfig:
             config_wait_seconds=float(os.environ.get("ARENA_CONFIG_WAIT_SECONDS", "600")),
             visibility_timeout=_float("ARENA_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             aggregation_lease=_float("ARENA_AGGREGATION_LEASE_SECONDS", DEFAULT_AGGREGATION_LEASE_SECONDS),
+            workspace_dir=Path(os.environ["ARENA_WORKSPACE_DIR"]) if os.environ.get("ARENA_WORKSPACE_DIR") else None,
         )
 
     def base_url(self, port: int) -> str:

@@ -1,6 +1,7 @@
 """One reconcile pass of an ArenaJob (type evaluation), as ordered steps with one signature:
-finished → cancel → config → plan → launch → observe. The first step that decides the pass stops it; `Ready`
-follows from the conditions (reconcile.outcome); the kopf handler applies the outcome. No kopf here."""
+forms → finished → cancel → config | source → plan → launch → observe (config for a job with configRef, source
+for one with sourceRef; reconcile.jobspec reads both forms as one). The first step that decides the pass stops
+it; `Ready` follows from the conditions (reconcile.outcome); the kopf handler applies the outcome. No kopf here."""
 
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBIL
 from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .baseline import choose_baseline
+from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
 from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
-from .worker_job import WorkerJobParams, build_worker_job, worker_job_name
+from .worker_job import WorkerJobParams, build_worker_job, pod_override_problems, worker_job_name
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 READY_RULE = ReadyRule(positive=(c.CONFIG_VALID, c.PLANNED, c.JOB_CREATED, c.COMPLETE))
+SOURCE_READY_RULE = ReadyRule(positive=(c.SOURCE_VALID, *READY_RULE.positive[1:]), abnormal=READY_RULE.abnormal)
+MAX_PROBLEMS_SHOWN = 5
 
 
 @dataclass
@@ -56,8 +60,8 @@ class JobContext:
     created: datetime
     spec: ArenaJobSpec
     status: dict[str, Any]
-    config: dict[str, Any] | None  # the ArenaConfig, from the index: {spec, status}
-    source: dict[str, Any] | None  # its ArenaSource, from the index: {status}
+    config: dict[str, Any] | None  # the ArenaConfig, from the index: {spec, status}; None with sourceRef
+    source: dict[str, Any] | None  # its (or the job's sourceRef's) ArenaSource, from the index: {status}
     providers: list[dict[str, Any]]
     registries: list[dict[str, Any]]
     worker_job: dict[str, Any] | None  # the worker batch/v1 Job, from the index: {name, spec, status}
@@ -83,8 +87,8 @@ def _finish(ctx: JobContext, out: Outcome, phase: str, reason: str, message: str
     out.stop()
 
 
-def _fail_plan(ctx: JobContext, out: Outcome, reason: str, message: str) -> None:
-    out.condition(c.PLANNED, False, reason, message)
+def _fail_plan(ctx: JobContext, out: Outcome, reason: str, message: str, condition: str = c.PLANNED) -> None:
+    out.condition(condition, False, reason, message)
     _finish(ctx, out, "Failed", reason, message)
 
 
@@ -100,7 +104,7 @@ def artifact_of(ctx: JobContext) -> SourceInfo | None:
     if wanted is None:
         return source_info(ctx.source)
     revision, digest = wanted
-    source = ((ctx.config or {}).get("spec") or {}).get("sourceRef", {}).get("name")
+    source = job_source(ctx.spec, ctx.config)
     if not source or not ctx.store.has(ctx.namespace, source, digest):
         return SourceInfo(False, revision, None, None,
                           f"artifact {digest} of revision {revision} is no longer kept by the operator")
@@ -119,13 +123,15 @@ async def step_finished(ctx: JobContext, out: Outcome) -> None:
 
 
 async def step_cancel(ctx: JobContext, out: Outcome) -> None:
-    """`spec.suspend: true` cancels: workers stop claiming, the worker Job goes, partial results stay."""
-    if not ctx.spec.suspend:
+    """`spec.suspend: true` (or `cancelled: true`) cancels: workers stop claiming, the worker Job goes, partial
+    results stay."""
+    if not ctx.spec.cancel_requested:
         return
     await ctx.queue.cancel()
     await ctx.workloads.delete_job(ctx.namespace, worker_job_name(ctx.name))
     counters = await ctx.queue.counters()
-    message = f"cancelled (spec.suspend) after {counters.completed + counters.failed}/{counters.total} units"
+    field = "suspend" if ctx.spec.suspend else "cancelled"
+    message = f"cancelled (spec.{field}) after {counters.completed + counters.failed}/{counters.total} units"
     out.condition(c.COMPLETE, False, c.CANCELLED, message)
     out.condition(c.PROGRESSING, False, c.CANCELLED, message)
     _finish(ctx, out, "Cancelled", c.CANCELLED, message)
@@ -134,7 +140,7 @@ async def step_cancel(ctx: JobContext, out: Outcome) -> None:
 async def step_config(ctx: JobContext, out: Outcome) -> None:
     """Before planning: the ArenaConfig exists and is Ready and its source serves an artifact; else wait (a
     while) for it."""
-    if _planned(ctx):
+    if _planned(ctx) or ctx.spec.config_ref is None:
         return
     config_name = ctx.spec.config_ref.name
     if ctx.config is None:
@@ -153,9 +159,37 @@ async def step_config(ctx: JobContext, out: Outcome) -> None:
     return None
 
 
-def _wait_for_config(ctx: JobContext, out: Outcome, reason: str, message: str) -> None:
+async def step_source(ctx: JobContext, out: Outcome) -> None:
+    """A job with sourceRef does what an ArenaConfig does: it waits (a while) for the ArenaSource's artifact and
+    checks that the bundle (arenaFile) loads at that revision."""
+    if _planned(ctx) or ctx.spec.source_ref is None:
+        return None
+    name, info, config = ctx.spec.source_ref.name, artifact_of(ctx), job_config(ctx.spec, ctx.config)
+    if info is None or not info.digest:
+        if ctx.pinned:
+            return _fail_plan(ctx, out, c.ARTIFACT_GONE, info.message if info else "no artifact", c.SOURCE_VALID)
+        if ctx.source is None:
+            message = f"ArenaSource {ctx.namespace}/{name} (spec.sourceRef) not found"
+            return _wait_for_config(ctx, out, c.SOURCE_NOT_FOUND, message, c.SOURCE_VALID)
+        return _wait_for_config(ctx, out, c.SOURCE_NOT_READY, f"ArenaSource {name} has no artifact yet: "
+                                f"{info.message if info else ''}".strip(), c.SOURCE_VALID)
+    try:
+        await asyncio.to_thread(load_config_bundle, ctx.store, ctx.namespace, name, info, config, ctx.max_bytes)
+    except BundleInvalid as exc:
+        shown = "; ".join(str(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN])
+        problem = f"bundle {config.arena_file} at {info.revision}: {shown}"
+        return _fail_plan(ctx, out, c.INVALID_BUNDLE, problem, c.SOURCE_VALID)
+    except FileNotFoundError as exc:
+        return _fail_plan(ctx, out, c.ARTIFACT_MISSING, str(exc), c.SOURCE_VALID)
+    out.condition(c.SOURCE_VALID, True, c.VALIDATED, f"ArenaSource {name} at {info.revision}: {config.arena_file} "
+                                                   "is a valid bundle")
+    return None
+
+
+def _wait_for_config(ctx: JobContext, out: Outcome, reason: str, message: str,
+                     condition: str = c.CONFIG_VALID) -> None:
     waited = (ctx.now - ctx.created).total_seconds()
-    out.condition(c.CONFIG_VALID, False, reason, message)
+    out.condition(condition, False, reason, message)
     if waited > ctx.settings.config_wait:
         return _finish(ctx, out, "Failed", reason, f"{message} (gave up after {waited:.0f}s)")
     out.status["phase"] = "Pending"
@@ -169,14 +203,13 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
     unsupported = unsupported_reason(ctx.spec)
     if unsupported:
         return _fail_plan(ctx, out, c.UNSUPPORTED, unsupported)
-    assert ctx.config is not None
-    config = ArenaConfigSpec.model_validate(ctx.config["spec"])
+    config = job_config(ctx.spec, ctx.config)
     info = artifact_of(ctx)
     assert info is not None and info.digest
     try:
         bundle = await asyncio.to_thread(load_config_bundle, ctx.store, ctx.namespace, config.source_ref.name, info,
                                          config, ctx.max_bytes)
-        resolved = resolve_providers(bundle_groups(bundle), config, ctx.spec, ctx.providers)
+        resolved = resolve_providers(bundle_groups(bundle), config, ctx.spec, ctx.providers, ctx.namespace)
         tools = resolve_tools(ctx.spec, ctx.registries)
         apply_to_bundle(bundle, resolved, tools)
         inputs = plan_inputs(config, ctx.spec)
@@ -189,6 +222,9 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         return _fail_plan(ctx, out, c.INVALID_BUNDLE, str(exc))
     if total == 0:
         return _fail_plan(ctx, out, c.EMPTY_PLAN, "the scenario selection and providers give no work units")
+    clashes = pod_override_problems(pod_overrides_of(ctx.spec), output_of(ctx.spec), resolved.secrets)
+    if clashes:
+        return _fail_plan(ctx, out, c.INVALID_SPEC, "; ".join(clashes))
     problem = await preflight(ctx.kube, ctx.namespace, resolved.secrets, ctx.spec.output)
     if problem is not None:
         return _fail_plan(ctx, out, *problem)
@@ -206,9 +242,11 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
     await ctx.queue.seal()
     out.status.update(phase="Running", startTime=rfc3339(ctx.now), revision=info.revision, artifactDigest=info.digest,
                       progress={"total": total, "completed": 0, "failed": 0, "pending": total},
-                      progressText=f"0/{total}", resolvedProviders=resolved.groups,
+                      progressText=f"0/{total}", resolvedProviders=resolved.provider_names(),
                       resolvedTools=resolved_tool_records(ctx.spec, ctx.registries))
-    message = f"planned {total} work units from {ctx.spec.config_ref.name} at {info.revision}"
+    ref = ctx.spec.config_ref
+    origin = f"ArenaConfig {ref.name}" if ref else f"ArenaSource {config.source_ref.name}"
+    message = f"planned {total} work units from {origin} at {info.revision}"
     out.condition(c.PLANNED, True, c.PLANNED_REASON, message)
     out.event("Normal", c.PLANNED_REASON, message)
     return None
@@ -218,7 +256,7 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
     """Create the worker Job if it does not exist yet (idempotent by name)."""
     if ctx.worker_job is not None or c.is_true(ctx.status.get("conditions"), c.JOB_CREATED):
         return
-    config = ArenaConfigSpec.model_validate((ctx.config or {})["spec"])
+    config = job_config(ctx.spec, ctx.config)
     info = artifact_of(ctx)
     assert info is not None and info.url and info.digest
     resolved = ResolvedProviders.from_config((await ctx.queue.get_config() or {}).get("providers", {}))
@@ -226,8 +264,8 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
     params = WorkerJobParams(
         namespace=ctx.namespace, job_name=ctx.name, job_uid=ctx.uid, image=ctx.settings.image, replicas=replicas,
         artifact_url=info.url, artifact_digest=info.digest, redis_url=ctx.settings.worker_redis_url,
-        job_key=ctx.queue.key, output=ctx.spec.output.model_dump(by_alias=True, exclude_none=True)
-        if ctx.spec.output else {}, secrets=resolved.secrets, concurrency=config.concurrency,
+        job_key=ctx.queue.key, output=output_of(ctx.spec), secrets=resolved.secrets, concurrency=config.concurrency,
+        pod_overrides=pod_overrides_of(ctx.spec), verbose=bool(ctx.spec.verbose),
     )
     created = await ctx.workloads.create_job(ctx.namespace, build_worker_job(params))
     name = worker_job_name(ctx.name)
@@ -315,9 +353,11 @@ async def _autoscale(ctx: JobContext, out: Outcome, counters: Any) -> None:
 
 
 STEPS: tuple[Step[JobContext], ...] = (
+    Step(step_forms, owns=(c.SPEC_WARNING,)),
     Step(step_finished),
     Step(step_cancel, owns=(c.COMPLETE, c.PROGRESSING)),
     Step(step_config, owns=(c.CONFIG_VALID,)),
+    Step(step_source, owns=(c.SOURCE_VALID,)),
     Step(step_plan, owns=(c.PLANNED,)),
     Step(step_launch, owns=(c.JOB_CREATED,)),
     Step(step_observe, owns=(c.COMPLETE, c.PROGRESSING, c.REGRESSED)),
@@ -326,14 +366,12 @@ STEPS: tuple[Step[JobContext], ...] = (
 
 async def reconcile_job(ctx: JobContext) -> Outcome:
     out = Outcome(status={"observedGeneration": ctx.generation})
-    return await run_steps(ctx, STEPS, out, ctx.status.get("conditions") or [], READY_RULE)
+    return await run_steps(ctx, STEPS, out, ctx.status.get("conditions") or [], ready_rule(ctx.spec))
 
 
-def unsupported_reason(spec: ArenaJobSpec) -> str | None:
-    """Say so plainly rather than run something other than what the manifest asks for."""
-    if spec.type != "evaluation":
-        return f"spec.type {spec.type!r} is not implemented by this operator version yet (evaluation is)"
-    return None
+def ready_rule(spec: ArenaJobSpec) -> ReadyRule:
+    """Ready follows ConfigValid for a job with configRef, SourceValid for one with sourceRef."""
+    return SOURCE_READY_RULE if spec.source_ref is not None else READY_RULE
 
 
 def _formats(spec: ArenaJobSpec) -> list[str]:

@@ -21,6 +21,7 @@ from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact
 from ..sources.errors import SourceError
 from ..sources.fetchers import Fetcher, fetcher_for, secret_ref_of
 from ..sources.store import ArtifactStore, artifact_url_prefix
+from ..sources.workspace import namespace_root, sync_version, version_of
 from .outcome import Outcome, ReadyRule, Step, run_steps
 
 JITTER = 0.10
@@ -45,7 +46,13 @@ class SourceContext:
     read_secret: SecretReader
     read_config_map: ConfigMapReader
     max_bytes: int = DEFAULT_MAX_BYTES
+    workspace_dir: Path | None = None  # the workspace volume ($ARENA_WORKSPACE_DIR), if the operator mounts one
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def workspace_root(self) -> Path | None:
+        """This namespace's subtree of the workspace volume."""
+        return namespace_root(self.workspace_dir, self.namespace) if self.workspace_dir else None
 
 
 def next_fetch(now: datetime, interval: float) -> datetime:
@@ -101,7 +108,8 @@ async def build_fetcher(ctx: SourceContext, timeout: float) -> Fetcher:
     async def read_config_map(name: str) -> tuple[dict[str, str], str]:
         return await ctx.read_config_map(ctx.namespace, name)
 
-    return fetcher_for(ctx.spec, secret, read_config_map, timeout=timeout, namespace=ctx.namespace)
+    return fetcher_for(ctx.spec, secret, read_config_map, timeout=timeout, namespace=ctx.namespace,
+                       workspace_root=ctx.workspace_root)
 
 
 def _validate_bundle(directory: Path) -> None:
@@ -131,8 +139,15 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
                               f"artifact is {info.size} bytes, over the {ctx.max_bytes}-byte limit")
         stored = await asyncio.to_thread(ctx.store.put, ctx.namespace, ctx.name, info.digest,
                                          scratch / "artifact.tar.gz")
-        return {"revision": revision, "digest": info.digest, "size": info.size,
-                "url": _artifact_prefix(ctx) + stored.relative_url, "lastUpdateTime": rfc3339(ctx.now)}
+        version = version_of(info.digest)
+        artifact = {"revision": revision, "digest": info.digest, "size": info.size, "checksum": info.digest,
+                    "version": version, "url": _artifact_prefix(ctx) + stored.relative_url,
+                    "lastUpdateTime": rfc3339(ctx.now)}
+        if ctx.workspace_root is not None:  # the Go operator's layout on the volume, for tools that read it
+            target = ctx.spec.target_path or f"arena/{ctx.name}"
+            artifact["contentPath"] = await asyncio.to_thread(sync_version, ctx.workspace_root, target, version,
+                                                              content, ctx.store.keep)
+        return artifact
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -66,7 +66,7 @@ class TemplateContext:
     raw_spec: dict[str, Any]  # as written, so a child carries exactly what the user wrote
     status: dict[str, Any]
     children: list[Child]
-    source_artifact: dict[str, Any] | None  # status.artifact of the config's ArenaSource, if any
+    source_artifact: dict[str, Any] | None  # status.artifact of the job's ArenaSource (sourceRef or the config's)
     create_child: Callable[[dict[str, Any]], Awaitable[bool]]
     cancel_child: Callable[[str], Awaitable[None]]
     delete_child: Callable[[str], Awaitable[None]]
@@ -99,8 +99,9 @@ async def step_children(ctx: TemplateContext, out: Outcome) -> None:
 
 async def step_suspended(ctx: TemplateContext, out: Outcome) -> None:
     out.status["phase"] = "Scheduled"
-    if ctx.spec.suspend:
-        out.condition(c.SCHEDULED_CONDITION, False, c.SUSPENDED, "spec.suspend: no new runs are created")
+    if ctx.spec.cancel_requested:
+        field = "suspend" if ctx.spec.suspend else "cancelled"
+        out.condition(c.SCHEDULED_CONDITION, False, c.SUSPENDED, f"spec.{field}: no new runs are created")
         out.stop()
 
 
@@ -134,7 +135,7 @@ async def step_trigger(ctx: TemplateContext, out: Outcome) -> None:
     if not revision or not digest:
         if ctx.spec.schedule is None:
             out.condition(c.SCHEDULED_CONDITION, False, c.WAITING_FOR_SOURCE,
-                          "the ArenaConfig's source has no artifact yet")
+                          "the job's ArenaSource has no artifact yet")
         return
     if ctx.spec.schedule is None:
         out.condition(c.SCHEDULED_CONDITION, True, c.TRIGGERED,

@@ -11,6 +11,11 @@ credentials come from ``output.s3.secretRef`` with the keys the AWS SDKs read fr
 secretRef the SDK's ambient credentials apply (IRSA, instance profile). A PVC output is mounted whole at
 ``/results``; its ``subPath`` reaches the worker through ``ARENA_OUTPUT`` (the job's ``spec.output`` as
 compact JSON, ``{}`` without one), not through the mount.
+
+``spec.workers.podOverrides`` is merged in last (:func:`_apply_pod_overrides`): labels under the operator's,
+annotations, nodeSelector, affinity, priorityClassName and serviceAccountName set, tolerations, imagePullSecrets,
+env, envFrom, volumes and mounts appended, resources key by key over the defaults. What the operator relies on
+cannot be overridden; :func:`pod_override_problems` names such clashes before anything is created.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
@@ -40,6 +46,8 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
 }
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_OPTIONAL_KEYS = ("AWS_SESSION_TOKEN",)
+OPERATOR_VOLUMES = {"tmp": SCRATCH_DIR, "results": RESULTS_DIR}
+OVERRIDES = "spec.workers.podOverrides"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class WorkerJobParams:
     active_deadline_seconds: int | None = None
     ttl_seconds_after_finished: int | None = None
     metrics_port: int = 9090
+    pod_overrides: Mapping[str, Any] | None = None  # spec.workers.podOverrides, wire (camelCase) form
+    verbose: bool = False  # spec.verbose: the worker logs at DEBUG
 
 
 def _short_hash(text: str) -> str:
@@ -130,6 +140,7 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         _value("ARENA_CONCURRENCY", str(p.concurrency)),
         _value("ARENA_METRICS_PORT", str(p.metrics_port)),
         _value("HOME", SCRATCH_DIR),
+        *([_value("ARENA_LOG_LEVEL", "DEBUG")] if p.verbose else []),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
     ]
     output = p.output or {}
@@ -140,6 +151,7 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         env += [_secret(key, s3_secret, key) for key in S3_KEYS]
         env += [_secret(key, s3_secret, key, optional=True) for key in S3_OPTIONAL_KEYS]
     env += [_secret(s.env, s.secret_name, s.key) for s in sorted(p.secrets)]
+    env += copy.deepcopy(list((p.pod_overrides or {}).get("extraEnv") or []))
     names = [item["name"] for item in env]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -214,6 +226,7 @@ def build_worker_job(p: WorkerJobParams) -> dict[str, Any]:
         "backoffLimit": p.backoff_limit,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
+    _apply_pod_overrides(job_spec["template"], container, p.pod_overrides or {})
     if p.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = p.active_deadline_seconds
     if p.ttl_seconds_after_finished is not None:
@@ -230,3 +243,51 @@ def build_worker_job(p: WorkerJobParams) -> dict[str, Any]:
         },
         "spec": job_spec,
     }
+
+
+def _apply_pod_overrides(template: dict[str, Any], container: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Merge ``spec.workers.podOverrides`` (wire form) into the pod template (extraEnv is added by ``_env``)."""
+    o = copy.deepcopy(dict(overrides))
+    pod, meta = template["spec"], template["metadata"]
+    meta["labels"] = {**(o.get("labels") or {}), **meta["labels"]}  # the operator's labels win
+    if o.get("annotations"):
+        meta["annotations"] = o["annotations"]
+    for key in ("nodeSelector", "affinity", "priorityClassName", "serviceAccountName"):
+        if o.get(key):
+            pod[key] = o[key]
+    for key, source in (("tolerations", "tolerations"), ("imagePullSecrets", "imagePullSecrets"),
+                        ("volumes", "extraVolumes")):
+        if o.get(source):
+            pod[key] = [*pod.get(key, []), *o[source]]
+    if o.get("extraEnvFrom"):
+        container["envFrom"] = o["extraEnvFrom"]
+    if o.get("extraVolumeMounts"):
+        container["volumeMounts"] = [*container["volumeMounts"], *o["extraVolumeMounts"]]
+    for key, values in (o.get("resources") or {}).items():
+        container["resources"][key] = {**container["resources"].get(key, {}), **values}
+
+
+def pod_override_problems(overrides: Mapping[str, Any] | None, output: Mapping[str, Any] | None,
+                          secrets: list[SecretEnv]) -> list[str]:
+    """``field: message`` for each podOverrides setting that would replace what the operator relies on: its
+    environment variables (all of ARENA_*), its volumes and their mount paths. Empty when all is well."""
+    o = overrides or {}
+    probe = WorkerJobParams(namespace="-", job_name="-", job_uid="-", image="-", artifact_url="-",
+                            artifact_digest="-", job_key="-", redis_url="-", output=output, secrets=secrets)
+    ours = {item["name"] for item in _env(probe)}
+    problems = [f"{OVERRIDES}.extraEnv[{i}].name: {var['name']} is set by the operator"
+                for i, var in enumerate(o.get("extraEnv") or [])
+                if var["name"] in ours or var["name"].startswith("ARENA_")]
+    for i, volume in enumerate(o.get("extraVolumes") or []):
+        name = volume.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append(f"{OVERRIDES}.extraVolumes[{i}].name: required")
+        elif name in OPERATOR_VOLUMES:
+            problems.append(f"{OVERRIDES}.extraVolumes[{i}].name: {name} is the operator's volume")
+    for i, mount in enumerate(o.get("extraVolumeMounts") or []):
+        path = mount.get("mountPath")
+        if not isinstance(mount.get("name"), str) or not isinstance(path, str) or not path:
+            problems.append(f"{OVERRIDES}.extraVolumeMounts[{i}]: name and mountPath are required")
+        elif str(PurePosixPath(path)) in OPERATOR_VOLUMES.values():
+            problems.append(f"{OVERRIDES}.extraVolumeMounts[{i}].mountPath: {path} is the operator's mount")
+    return problems

@@ -21,8 +21,9 @@ def apply_to_bundle(bundle: Bundle, resolved: ResolvedProviders, tools: Mapping[
     """Put the resolved providers and tools into a loaded bundle (in place).
 
     For each resolved group the bundle's providers of that group are removed and the resolved ones added
-    (id = Provider name). References to a removed provider are re-pointed so the bundle stays consistent:
-    judges and self-play roles to the first resolved provider of its group, a scenario's explicit
+    (id = Provider name, or the bundle's own id for a Go-form map group). References to a removed provider
+    are re-pointed so the bundle stays consistent: judges and self-play roles to the first resolved provider
+    of its group, a scenario's explicit
     ``providers`` list to all resolved providers of that group. A Provider resolved for several groups
     belongs to the first of them (default first, then by name) as far as ``provider_groups`` is concerned.
     Tools replace same-name bundle tools (keeping the bundle's description, schemas where the registry sets
@@ -46,7 +47,8 @@ def apply_to_bundle(bundle: Bundle, resolved: ResolvedProviders, tools: Mapping[
             bundle.providers[name] = engine_spec.ProviderSpec.model_validate(resolved.specs[name])
             bundle.provider_groups.setdefault(name, group)
             added.add(name)
-    _repoint(bundle, removed, resolved.groups)
+    # An id that comes back (a Go-form map group keeps the bundle's ids) keeps its references.
+    _repoint(bundle, {pid: group for pid, group in removed.items() if pid not in added}, resolved.groups)
     for name, override in tools.items():
         current = bundle.tools.get(name)
         base = current.model_dump() if current is not None else {}

@@ -30,6 +30,7 @@ from ..api import conditions as c
 from ..api.arenaconfig import ArenaConfigSpec
 from ..api.arenajob import ArenaJobSpec
 from ..api.common import LabelSelector
+from ..api.compat import ArenaProviderEntry
 from ..api.provider import ProviderSpec as ProviderCrdSpec
 from ..engine import spec as engine_spec
 from ..engine.bundle import Bundle
@@ -64,22 +65,30 @@ class ResolvedProviders:
 
     Groups absent from ``groups`` keep the bundle's own providers. ``specs`` holds engine ``ProviderSpec``
     dumps (JSON-ready), so the whole object can be stored (e.g. in Redis) and rebuilt with :meth:`from_dict`.
+    Provider ids are the Provider names, except in a Go-form map group, where each keeps the bundle's id it
+    replaces; ``origins`` maps such an id to its Provider's name.
     """
 
     groups: dict[str, list[str]] = field(default_factory=dict)
     specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: list[SecretEnv] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-ready form for the job config the workers read (see :meth:`from_config`)."""
-        return {"groups": self.groups, "specs": self.specs,
+        return {"groups": self.groups, "specs": self.specs, "origins": self.origins,
                 "secrets": [{"env": s.env, "secret_name": s.secret_name, "key": s.key} for s in self.secrets]}
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> ResolvedProviders:
         """The inverse of :meth:`to_config`."""
         secrets = [SecretEnv(**secret) for secret in data.get("secrets") or []]
-        return cls(dict(data.get("groups") or {}), dict(data.get("specs") or {}), secrets)
+        return cls(dict(data.get("groups") or {}), dict(data.get("specs") or {}), secrets,
+                   dict(data.get("origins") or {}))
+
+    def provider_names(self) -> dict[str, list[str]]:
+        """Provider names per group (``status.resolvedProviders``): a map group's ids become their Providers."""
+        return {group: [self.origins.get(pid, pid) for pid in ids] for group, ids in self.groups.items()}
 
 
 # -- selectors -------------------------------------------------------------------------------------------
@@ -140,7 +149,10 @@ def _provider_secret(provider: Mapping[str, Any]) -> SecretEnv | None:
 
 
 def _group_source(group: str, config: ArenaConfigSpec, job: ArenaJobSpec) -> tuple[str, Any] | None:
-    """Where a group's providers come from, by precedence: job override, job '*', config list, providerRef."""
+    """Where a group's providers come from, by precedence: the job's Go-form providers, its override, its '*',
+    the config's list, providerRef (runplan.forms explains why)."""
+    if (job.providers or {}).get(group):  # an empty group counts as unset, as in the config
+        return f"providers.{group}", (job.providers or {})[group]
     overrides = job.provider_overrides or {}
     if group in overrides:
         return f"providerOverrides.{group}", overrides[group].selector
@@ -153,20 +165,65 @@ def _group_source(group: str, config: ArenaConfigSpec, job: ArenaJobSpec) -> tup
     return None
 
 
+def _go_group(where: str, group: list[ArenaProviderEntry] | dict[str, ArenaProviderEntry],
+              namespace: str | None) -> list[tuple[str | None, str]]:
+    """A Go-form group as (bundle provider id, or None for a pool entry; Provider name), refusing what cannot run."""
+    entries = [(pid, group[pid]) for pid in sorted(group)] if isinstance(group, dict) else [(None, e) for e in group]
+    chosen = []
+    for index, (pid, entry) in enumerate(entries):
+        here = f"{where}.{pid}" if pid is not None else f"{where}[{index}]"
+        if entry.agent_ref is not None:
+            raise ResolutionError(c.UNSUPPORTED, f"{here}: agentRef {entry.agent_ref.name} needs an AgentRuntime "
+                                               "(the Go operator's fleet mode), which this operator does not have; "
+                                               "use providerRef")
+        ref = entry.provider_ref
+        assert ref is not None  # the model requires exactly one of the two
+        if ref.namespace and namespace is not None and ref.namespace != namespace:
+            raise ResolutionError(c.UNSUPPORTED, f"{here}: Provider {ref.namespace}/{ref.name} is in another "
+                                               f"namespace than the job ({namespace}); worker pods can read "
+                                               "only their own namespace's Secrets")
+        chosen.append((pid, ref.name))
+    return chosen
+
+
+def _matched(where: str, rule: Any, providers: list[Mapping[str, Any]],
+             namespace: str | None) -> list[tuple[str, Mapping[str, Any]]]:
+    """(provider id, Provider object) for one group's rule: a selector, a list of names or a Go-form group."""
+    by_name = {object_name(p): p for p in providers}
+    if isinstance(rule, LabelSelector):
+        matched = select_objects(providers, rule)
+        if not matched:
+            raise ResolutionError(c.NO_PROVIDER_MATCHED, f"{where}: no Provider matches {format_selector(rule)} "
+                                                       f"({inventory('Provider', providers)})")
+        return [(object_name(p), p) for p in matched]
+    go_form = isinstance(rule, dict) or any(isinstance(entry, ArenaProviderEntry) for entry in rule)
+    pairs = _go_group(where, rule, namespace) if go_form else [(None, name) for name in rule]
+    missing = [name for _, name in pairs if name not in by_name]
+    if missing:
+        raise ResolutionError(c.PROVIDER_NOT_FOUND, f"{where}: Provider {', '.join(missing)} not found "
+                                                  f"({inventory('Provider', providers)})")
+    if all(pid is None for pid, _ in pairs):  # a pool: one position per Provider, by name
+        return [(name, by_name[name]) for name in sorted(dict.fromkeys(name for _, name in pairs))]
+    return [(str(pid), by_name[name]) for pid, name in pairs]
+
+
 def resolve_providers(bundle_groups: Mapping[str, list[str]], config_spec: ArenaConfigSpec | Mapping[str, Any],
                       job_spec: ArenaJobSpec | Mapping[str, Any],
-                      providers: list[Mapping[str, Any]]) -> ResolvedProviders:
+                      providers: list[Mapping[str, Any]], namespace: str | None = None) -> ResolvedProviders:
     """Provider names per group replacing the bundle's (see :func:`bundle_groups` for ``bundle_groups``).
 
-    Per group: the job's ``providerOverrides[group]`` selector, else its ``providerOverrides["*"]``, else the
-    config's ``providers[group]`` (an empty list counts as unset), else ``providerRef`` for group default.
-    The groups considered are the bundle's, those the job or config name, and default when providerRef is set.
-    Raises :class:`ResolutionError` (NoProviderMatched, ProviderNotFound, InvalidSpec).
+    Per group: the job's Go-form ``providers[group]`` (a pool of Provider references, or a map of the bundle's
+    provider ids to Providers, each id keeping its name), else its ``providerOverrides[group]`` selector, else
+    its ``providerOverrides["*"]``, else the config's ``providers[group]`` (an empty list counts as unset), else
+    ``providerRef`` for group default. The groups considered are the bundle's, those the job or config name, and
+    default when providerRef is set. ``namespace`` (the job's) refuses Go-form references to other namespaces.
+    Raises :class:`ResolutionError` (NoProviderMatched, ProviderNotFound, ProviderConflict, Unsupported,
+    InvalidSpec).
     """
     config = as_model(ArenaConfigSpec, config_spec, "ArenaConfig spec")
     job = as_model(ArenaJobSpec, job_spec, "ArenaJob spec")
-    by_name = {object_name(p): p for p in providers}
-    candidates = set(bundle_groups) | set(job.provider_overrides or {}) | set(config.providers or {})
+    candidates = (set(bundle_groups) | set(job.provider_overrides or {}) | set(config.providers or {})
+                  | set(job.providers or {}))
     if config.provider_ref is not None:
         candidates.add(DEFAULT_GROUP)
     candidates.discard(WILDCARD)
@@ -177,21 +234,17 @@ def resolve_providers(bundle_groups: Mapping[str, list[str]], config_spec: Arena
         if source is None:
             continue
         where, rule = source
-        if isinstance(rule, LabelSelector):
-            matched = select_objects(providers, rule)
-            if not matched:
-                raise ResolutionError(c.NO_PROVIDER_MATCHED, f"{where}: no Provider matches {format_selector(rule)} "
-                                                           f"({inventory('Provider', providers)})")
-        else:
-            missing = [name for name in rule if name not in by_name]
-            if missing:
-                raise ResolutionError(c.PROVIDER_NOT_FOUND, f"{where}: Provider {', '.join(missing)} not found "
-                                                          f"({inventory('Provider', providers)})")
-            matched = sorted((by_name[name] for name in dict.fromkeys(rule)), key=object_name)
-        resolved.groups[group] = [object_name(p) for p in matched]
-        for provider in matched:
-            name = object_name(provider)
-            resolved.specs[name] = engine_provider_spec(provider).model_dump(mode="json")
+        matched = _matched(where, rule, providers, namespace)
+        resolved.groups[group] = [pid for pid, _ in matched]
+        for pid, provider in matched:
+            spec = {**engine_provider_spec(provider).model_dump(mode="json"), "id": pid}
+            if resolved.specs.get(pid, spec) != spec:
+                raise ResolutionError(c.PROVIDER_CONFLICT, f"{where}: provider id {pid} stands for Provider "
+                                                         f"{object_name(provider)} here and for Provider "
+                                                         f"{resolved.origins.get(pid, pid)} in another group")
+            resolved.specs[pid] = spec
+            if pid != object_name(provider):
+                resolved.origins[pid] = object_name(provider)
             secret = _provider_secret(provider)
             if secret is not None:
                 secrets[secret.env] = secret

@@ -1,5 +1,5 @@
-"""Which tool handlers a run uses: ToolRegistry objects selected by the job's toolRegistryOverride replace
-same-name tools of the bundle."""
+"""Which tool handlers a run uses: ToolRegistry objects named by the job's Go-form toolRegistries, else those
+selected by its toolRegistryOverride, replace same-name tools of the bundle (explicit names win; runplan.forms)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,25 @@ def _matched_handlers(job_spec: ArenaJobSpec | Mapping[str, Any],
                       registries: list[Mapping[str, Any]]) -> list[tuple[str, Any]]:
     """(registry name, handler) for every handler of the selected registries; duplicate tool names raise."""
     job = as_model(ArenaJobSpec, job_spec, "ArenaJob spec")
-    if job.tool_registry_override is None:
+    if job.tool_registries:
+        where = "toolRegistries"
+        by_name = {object_name(r): r for r in registries}
+        names = list(dict.fromkeys(ref.name for ref in job.tool_registries))
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise ResolutionError(c.TOOL_REGISTRY_NOT_FOUND, f"toolRegistries: ToolRegistry {', '.join(missing)} "
+                                                           f"not found ({inventory('ToolRegistry', registries)})")
+        matched = [by_name[name] for name in names]
+    elif job.tool_registry_override is not None:
+        where = "toolRegistryOverride"
+        selector = job.tool_registry_override.selector
+        matched = select_objects(registries, selector)
+        if not matched:
+            raise ResolutionError(c.NO_TOOL_REGISTRY_MATCHED, f"toolRegistryOverride: no ToolRegistry matches "
+                                                            f"{format_selector(selector)} "
+                                                            f"({inventory('ToolRegistry', registries)})")
+    else:
         return []
-    selector = job.tool_registry_override.selector
-    matched = select_objects(registries, selector)
-    if not matched:
-        raise ResolutionError(c.NO_TOOL_REGISTRY_MATCHED, f"toolRegistryOverride: no ToolRegistry matches "
-                                                        f"{format_selector(selector)} "
-                                                        f"({inventory('ToolRegistry', registries)})")
     seen: dict[str, str] = {}
     handlers = []
     for registry in matched:
@@ -33,7 +44,7 @@ def _matched_handlers(job_spec: ArenaJobSpec | Mapping[str, Any],
         for handler in spec.handlers:
             here = f"ToolRegistry {name} (handler {handler.name})"
             if handler.tool.name in seen:
-                raise ResolutionError(c.DUPLICATE_TOOL, f"toolRegistryOverride: tool {handler.tool.name} is defined "
+                raise ResolutionError(c.DUPLICATE_TOOL, f"{where}: tool {handler.tool.name} is defined "
                                                       f"by {seen[handler.tool.name]} and by {here}")
             seen[handler.tool.name] = here
             handlers.append((name, handler))
@@ -42,11 +53,12 @@ def _matched_handlers(job_spec: ArenaJobSpec | Mapping[str, Any],
 
 def resolve_tools(job_spec: ArenaJobSpec | Mapping[str, Any],
                   registries: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Tool name → engine ``ToolSpec`` fields (live, http) from the job's ``toolRegistryOverride``.
+    """Tool name → engine ``ToolSpec`` fields (live, http) from the job's ``toolRegistries`` or
+    ``toolRegistryOverride``.
 
     ``description`` and ``input_schema`` appear only when the registry sets them, so :func:`apply_to_bundle`
     keeps the bundle tool's own where the registry is silent. Raises :class:`ResolutionError`
-    (NoToolRegistryMatched, DuplicateTool, InvalidSpec). No override → ``{}``.
+    (NoToolRegistryMatched, ToolRegistryNotFound, DuplicateTool, InvalidSpec). Neither set → ``{}``.
     """
     tools: dict[str, dict[str, Any]] = {}
     for _registry, handler in _matched_handlers(job_spec, registries):

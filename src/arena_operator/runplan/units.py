@@ -58,11 +58,13 @@ class PlanInputs:
 
 
 def plan_inputs(config_spec: Any, job_spec: Any) -> PlanInputs:
-    """`spec.scenarios` of the ArenaJob overrides the ArenaConfig's (seed reference); trials come from the config."""
+    """`spec.scenarios` of the ArenaJob overrides the ArenaConfig's (seed reference); so does its `spec.trials`
+    (the Go operator's form)."""
     chosen = job_spec.scenarios if job_spec.scenarios is not None else config_spec.scenarios
     include = list(chosen.include or []) if chosen else []
     exclude = list(chosen.exclude or []) if chosen else []
-    return PlanInputs(include, exclude, config_spec.trials)
+    trials = getattr(job_spec, "trials", None)
+    return PlanInputs(include, exclude, trials if trials is not None else config_spec.trials)
 
 
 def iter_units(bundle: Bundle, inputs: PlanInputs) -> Iterator[WorkUnit]:

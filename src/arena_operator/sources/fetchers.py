@@ -11,6 +11,7 @@ from .artifact import files_from_mapping
 from .errors import SourceError
 from .git import DEFAULT_TIMEOUT, GitAuth, GitSource
 from .oci import OCIAuth, OCISource
+from .workspace import WorkspaceFetcher
 
 
 class Fetcher(Protocol):
@@ -50,8 +51,9 @@ class ConfigMapFetcher:
 
 
 def fetcher_for(spec: Any, secret: Mapping[str, str] | None, read_config_map: ConfigMapReader | None = None, *,
-                timeout: float = DEFAULT_TIMEOUT, namespace: str = "") -> Fetcher:
-    """The fetcher an ArenaSourceSpec describes; ``secret`` is the data of its secretRef (None: anonymous)."""
+                timeout: float = DEFAULT_TIMEOUT, namespace: str = "", workspace_root: Path | None = None) -> Fetcher:
+    """The fetcher an ArenaSourceSpec describes; ``secret`` is the data of its secretRef (None: anonymous);
+    ``workspace_root`` is the directory a workspace source's path is relative to (None: there is none)."""
     if spec.type == "git":
         git = spec.git
         ref = git.ref
@@ -68,6 +70,8 @@ def fetcher_for(spec: Any, secret: Mapping[str, str] | None, read_config_map: Co
                                   "kubernetes.io/dockerconfigjson (no .dockerconfigjson key)")
             auth = OCIAuth.from_dockerconfigjson(config, OCISource.host_of(oci.url))
         return OCISource(oci.url, auth=auth, insecure=oci.insecure, timeout=timeout)
+    if spec.type == "workspace":
+        return WorkspaceFetcher(workspace_root, spec.workspace.path)
     if read_config_map is None:
         raise SourceError(CONFIG_MAP_NOT_FOUND, f"configmap {spec.config_map.name}: no ConfigMaps to read here")
     return ConfigMapFetcher(spec.config_map.name, spec.config_map.key, read_config_map, namespace)
