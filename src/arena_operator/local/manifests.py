@@ -1,9 +1,12 @@
 """`arena run job.yaml`: the same ArenaJob manifests a cluster runs, run here — no cluster, no Redis.
 
-The file holds an ArenaJob plus what it references: its ArenaConfig, Providers, ToolRegistries, and the
-ArenaSource (fetched with the operator's own fetchers; a `configmap` source reads a ConfigMap from the same file)
-unless `--bundle DIR` points at a checkout. Providers and tools are resolved and the plan is made with the same
-code the operator uses, so the manifests behave the same in both places."""
+The file holds an ArenaJob plus what it references: its ArenaConfig (or, in the Go operator's form, none: the job
+names its ArenaSource with sourceRef), Providers, ToolRegistries, and the ArenaSource (fetched with the operator's
+own fetchers; a `configmap` source reads a ConfigMap from the same file, a `workspace` source a directory
+relative to the file) unless `--bundle DIR` points at a checkout. Both forms are read as one model
+(runplan.forms), providers and tools are resolved and the plan is made with the same code the operator uses, so
+the manifests behave the same in both places. What only concerns worker pods (podOverrides, verbose) does
+nothing here."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ..api.arenasource import ArenaSourceSpec
 from ..api.common import GROUP
 from ..engine.bundle import Bundle
 from ..runplan.apply import apply_to_bundle
+from ..runplan.forms import effective_config, unsupported_fields
 from ..runplan.providers import bundle_groups, resolve_providers
 from ..runplan.tools import resolve_tools
 from ..runplan.units import plan_inputs
@@ -35,11 +39,12 @@ class ManifestProblem(ValueError):
 @dataclass
 class JobManifests:
     job: dict[str, Any]
-    config: dict[str, Any]
+    config: dict[str, Any] | None  # None for a job with sourceRef
     source: dict[str, Any] | None
     providers: list[dict[str, Any]]
     registries: list[dict[str, Any]]
     config_maps: dict[str, dict[str, Any]]
+    directory: Path | None = None  # where the file is: a workspace source's path is relative to it
 
 
 def is_job_file(path: Path) -> bool:
@@ -64,23 +69,29 @@ def read_manifests(path: Path) -> JobManifests:
     if len(jobs) != 1:
         raise ManifestProblem(f"{path}: expected exactly one ArenaJob, found {len(jobs)}")
     job = jobs[0]
-    config_name = (job.get("spec") or {}).get("configRef", {}).get("name")
-    configs = {d["metadata"]["name"]: d for d in by_kind.get("ArenaConfig", [])}
-    if config_name not in configs:
-        raise ManifestProblem(f"{path}: ArenaJob {job['metadata']['name']}: spec.configRef {config_name!r} has no "
-                              f"ArenaConfig in this file (found: {sorted(configs) or 'none'})")
-    config = configs[config_name]
-    source_name = (config.get("spec") or {}).get("sourceRef", {}).get("name")
+    spec = job.get("spec") or {}
+    config = None
+    if "sourceRef" in spec:  # the Go operator's form: no ArenaConfig
+        source_name = (spec.get("sourceRef") or {}).get("name")
+    else:
+        config_name = (spec.get("configRef") or {}).get("name")
+        configs = {d["metadata"]["name"]: d for d in by_kind.get("ArenaConfig", [])}
+        if config_name not in configs:
+            raise ManifestProblem(f"{path}: ArenaJob {job['metadata']['name']}: spec.configRef {config_name!r} has "
+                                  f"no ArenaConfig in this file (found: {sorted(configs) or 'none'})")
+        config = configs[config_name]
+        source_name = (config.get("spec") or {}).get("sourceRef", {}).get("name")
     sources = {d["metadata"]["name"]: d for d in by_kind.get("ArenaSource", [])}
     return JobManifests(job, config, sources.get(source_name), by_kind.get("Provider", []),
                         by_kind.get("ToolRegistry", []),
-                        {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])})
+                        {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}, path.parent)
 
 
 async def fetch_source(manifests: JobManifests, dest: Path) -> Path:
     """The bundle the ArenaSource points at, fetched here with the operator's fetchers (public sources)."""
     if manifests.source is None:
-        raise ManifestProblem("the ArenaConfig's sourceRef has no ArenaSource in the file: add it, or pass --bundle")
+        whose = "the ArenaConfig's" if manifests.config is not None else "the ArenaJob's"
+        raise ManifestProblem(f"{whose} sourceRef has no ArenaSource in the file: add it, or pass --bundle")
     spec = ArenaSourceSpec.model_validate(manifests.source["spec"])
 
     async def read_config_map(name: str) -> tuple[dict[str, str], str]:
@@ -88,7 +99,7 @@ async def fetch_source(manifests: JobManifests, dest: Path) -> Path:
             raise ManifestProblem(f"ConfigMap {name} (the source's configMap) is not in the file")
         return dict(manifests.config_maps[name].get("data") or {}), "local"
 
-    await fetcher_for(spec, None, read_config_map).fetch(dest)
+    await fetcher_for(spec, None, read_config_map, workspace_root=manifests.directory).fetch(dest)
     return dest
 
 
@@ -96,9 +107,13 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
     """LocalRunOptions for the job in `path`: bundle, scenario selection, trials, formats, provider swap."""
     manifests = read_manifests(path)
     job = ArenaJobSpec.model_validate(manifests.job["spec"])
-    config = ArenaConfigSpec.model_validate(manifests.config["spec"])
+    config = effective_config(job, ArenaConfigSpec.model_validate(manifests.config["spec"])
+                              if manifests.config is not None else None)
     if job.type != "evaluation":
         raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now; use type evaluation")
+    unsupported = unsupported_fields(job)
+    if unsupported:
+        raise ManifestProblem(unsupported)
     if bundle_dir is None:
         bundle_dir = asyncio.run(fetch_source(manifests, Path(tempfile.mkdtemp(prefix="arena-bundle-"))))
     if config.arena_file:
@@ -110,7 +125,8 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
     filters.trials = filters.trials or inputs.trials
 
     def prepare(bundle: Bundle) -> None:
-        resolved = resolve_providers(bundle_groups(bundle), config, job, manifests.providers)
+        namespace = (manifests.job.get("metadata") or {}).get("namespace")
+        resolved = resolve_providers(bundle_groups(bundle), config, job, manifests.providers, namespace)
         apply_to_bundle(bundle, resolved, resolve_tools(job, manifests.registries),
                         mock_dir=Path(tempfile.mkdtemp(prefix="arena-mocks-")))
 

@@ -19,6 +19,7 @@ from ..engine.errors import BundleInvalid
 from ..kube import Kube, Workloads
 from ..results.formats import DEFAULT_FORMATS
 from ..runplan.apply import apply_to_bundle
+from ..runplan.forms import unsupported_fields
 from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
 from ..runplan.selection import ResolutionError
 from ..runplan.tools import resolve_tools, resolved_tool_records
@@ -165,6 +166,8 @@ async def step_source(ctx: JobContext, out: Outcome) -> None:
     if _planned(ctx) or ctx.spec.source_ref is None:
         return None
     name, info, config = ctx.spec.source_ref.name, artifact_of(ctx), job_config(ctx.spec, ctx.config)
+    if unsupported_fields(ctx.spec):  # e.g. a glob arenaFile: say so rather than "file not found"
+        return _fail_plan(ctx, out, c.UNSUPPORTED, str(unsupported_fields(ctx.spec)), c.SOURCE_VALID)
     if info is None or not info.digest:
         if ctx.pinned:
             return _fail_plan(ctx, out, c.ARTIFACT_GONE, info.message if info else "no artifact", c.SOURCE_VALID)
