@@ -19,6 +19,7 @@ from . import __version__
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
+from .local.diff import diff, print_comparison
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
@@ -52,6 +53,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
     run.add_argument("--resume", action="store_true", help="keep <out>/units/ and skip the runs already there")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--baseline", help="an earlier run's results (directory or s3:// URL) to compare with; writes "
+                                        "comparison.json, and --ci exits 1 on a regression")
+    run.add_argument("--max-drop", type=float, default=0.0, help="pass-rate drop per scenario × provider allowed "
+                                                                 "before it counts as a regression (0.05 = 5 pts)")
     run.add_argument("--bundle", type=Path, help="with an ArenaJob manifest file: the bundle directory to use "
                      "instead of fetching the ArenaSource")
 
@@ -63,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"arena {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
+    differ = commands.add_parser("diff", help="compare two runs' results (directories or s3:// URLs)")
+    differ.add_argument("old", help="the baseline: an earlier run's results")
+    differ.add_argument("new", help="the run to judge")
+    differ.add_argument("--max-drop", type=float, default=0.0, help="allowed pass-rate drop (0.05 = 5 pts)")
+    differ.add_argument("--ci", action="store_true", help="exit 1 when any scenario × provider regressed")
     validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
     validate.add_argument("path", help="bundle directory or arena config file")
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf) against the current cluster")
@@ -122,7 +132,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     options = LocalRunOptions(
         bundle=Path(path), out_dir=args.out, filters=filters, concurrency=args.concurrency,
         mock_provider=args.mock_provider, mock_config=args.mock_config,
-        formats=_globs([args.formats]) if args.formats else None, resume=args.resume,
+        formats=_globs([args.formats]) if args.formats else None, resume=args.resume, baseline=args.baseline,
+        max_pass_rate_drop=args.max_drop,
     )
     progress = RunProgress(console, enabled=not args.quiet)
     try:
@@ -135,10 +146,24 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     except (ValueError, OSError, ProviderError, SourceError, ResolutionError, SinkError) as exc:
         return _usage_error(str(exc))
     print_summary(console, outcome)
+    if outcome.verdict is not None:
+        print_comparison(console, outcome.verdict)
     totals = outcome.summary
-    if args.ci and (totals.get("failed") or totals.get("errors")):
+    regressed = bool(outcome.verdict and outcome.verdict.short.get("regressed"))
+    if args.ci and (totals.get("failed") or totals.get("errors") or regressed):
         return EXIT_FAILURES
     return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    try:
+        verdict = asyncio.run(diff(args.old, args.new, args.max_drop))
+    except SinkError as exc:
+        return _usage_error(str(exc))
+    if verdict.full is None:
+        return _usage_error(str(verdict.short.get("error")))
+    print_comparison(console, verdict)
+    return EXIT_FAILURES if args.ci and verdict.short.get("regressed") else EXIT_OK
 
 
 def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
@@ -198,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate, "operator": _cmd_operator, "crds": _cmd_crds,
-                "push": _cmd_push, "worker": _cmd_worker}
+    handlers = {"run": _cmd_run, "diff": _cmd_diff, "validate": _cmd_validate, "operator": _cmd_operator,
+                "crds": _cmd_crds, "push": _cmd_push, "worker": _cmd_worker}
     return handlers[args.command](args, console)
 
 

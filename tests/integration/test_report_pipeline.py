@@ -83,7 +83,7 @@ def test_report_times_come_from_the_results(local_run: tuple[Path, dict[str, Any
 
 
 def test_one_default_format_list() -> None:
-    assert set(DEFAULT_FORMATS) == set(FILE_NAMES) and set(CONTENT_TYPES) == set(REPORTS)
+    assert set(DEFAULT_FORMATS) == set(FILE_NAMES) and set(CONTENT_TYPES) == {*REPORTS, "comparison.json"}
 
 
 def test_external_sort_spills_and_merges_in_order(tmp_path: Path) -> None:

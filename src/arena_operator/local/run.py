@@ -19,6 +19,7 @@ from ..engine.executor import ConversationExecutor
 from ..engine.plan import RunCombination, RunFilters, iter_plan
 from ..engine.providers.registry import build_providers
 from ..results.aggregate import aggregate
+from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
 from ..results.formats import DEFAULT_FORMATS, wanted_formats
 
@@ -33,6 +34,8 @@ class LocalRunOptions:
     mock_config: Path | None = None
     formats: list[str] | None = None
     resume: bool = False
+    baseline: str | None = None  # an earlier run's results (directory or s3:// URL) to compare with
+    max_pass_rate_drop: float = 0.0
     # Applied to the loaded bundle before planning: how `arena run job.yaml` swaps in the manifests' Providers
     # and ToolRegistries, exactly as the operator does for a distributed job.
     prepare: Callable[[Bundle], None] | None = None
@@ -46,6 +49,7 @@ class LocalRunOutcome:
     skipped: int
     out_dir: Path
     formats: list[str]
+    verdict: Verdict | None = None  # the comparison with --baseline, if one was asked for
 
 
 ProgressHook = Callable[[dict[str, Any]], None]
@@ -157,5 +161,10 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
         executed = await _drain(executor, todo(), concurrency, record)
     finally:
         await executor.aclose()
-    summary = await aggregate(sink, formats, meta=report_meta(options.bundle, planned))
-    return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats)
+    verdict = None
+    if options.baseline:
+        verdict = await judge_against({"url": options.baseline, "revision": None, "job": None}, sink, revision=None,
+                                      max_pass_rate_drop=options.max_pass_rate_drop)
+    summary = await aggregate(sink, formats, meta=report_meta(options.bundle, planned),
+                              comparison=verdict.full if verdict else None)
+    return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats, verdict)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .formats import (
+    COMPARISON,
     CONTENT_TYPES,
     DEFAULT_FORMATS,
     FILE_NAMES,
@@ -93,7 +94,8 @@ def _writers(out: Path, work: Path, wanted: set[str]) -> list[ReportWriter]:
 
 
 def _write_files(items: Iterator[Item], out: Path, work: Path, wanted: set[str], selection: DetailSelection,
-                 meta: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+                 meta: dict[str, Any] | None,
+                 comparison: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Blocking: every report file into `out` in one pass over the sorted runs; returns the summary dict and the
     file names to store."""
     summary = Summary()
@@ -114,9 +116,12 @@ def _write_files(items: Iterator[Item], out: Path, work: Path, wanted: set[str],
     note = selection.note("units/" + (" and results.json" if "json" in wanted else ""))
     html_meta = {**span.meta(), **(meta or {}), **({"runs_shown": note} if note else {})}
     with (out / FILE_NAMES["html"]).open("w", encoding="utf-8") as handle:
-        write_html(selection.runs, data, handle, meta=html_meta)
+        write_html(selection.runs, data, handle, meta=html_meta, comparison=comparison)
     (out / SUMMARY.file).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     names = [FILE_NAMES[fmt] for fmt in FORMATS if fmt in wanted]
+    if comparison is not None:
+        (out / COMPARISON.file).write_text(json.dumps(comparison, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        names.append(COMPARISON.file)
     return data, [*names, SUMMARY.file]
 
 
@@ -139,12 +144,14 @@ async def aggregate(
     *,
     html_failure_limit: int = HTML_FAILURE_LIMIT,
     batch_size: int = SORT_BATCH,
+    comparison: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read all units from `sink` once, write and store the report files; returns the summary dict.
 
     summary.json and report.html are always written; `formats` (None: DEFAULT_FORMATS) picks among json, jsonl,
     junit, csv, html. Asking for json also gives results.jsonl, its streaming twin. `meta` adds header facts to
-    report.html (the run's first start and last end are added from the results).
+    report.html (the run's first start and last end are added from the results). `comparison` (a
+    Comparison.to_dict()) is written as comparison.json and heads report.html as "Changes since …".
     """
     wanted = wanted_formats(formats)
     with tempfile.TemporaryDirectory(prefix="arena-aggregate-") as tmp:
@@ -154,7 +161,8 @@ async def aggregate(
         spool = ExternalSort(work, batch_size)
         failures = await _sort_units(sink, spool)
         selection = DetailSelection(html_detail_limit, html_failure_limit, failures)
-        summary, names = await asyncio.to_thread(_write_files, spool.merged(), out, work, wanted, selection, meta)
+        summary, names = await asyncio.to_thread(_write_files, spool.merged(), out, work, wanted, selection, meta,
+                                                 comparison)
         for name in names:
             await sink.put_file(name, out / name, CONTENT_TYPES[name])
     return summary

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .location import sink_at
+from .sinkbase import NO_RESULTS, ResultSink, SinkError
 from .summary import Tally
 
 TOP_REGRESSIONS = 5
@@ -76,39 +79,68 @@ class Comparison:
                f"{self.baseline.get('revision') or self.baseline.get('url')}: {worst}"
 
 
+class Comparer:
+    """Feed the baseline's runs, then the current run's; `result()` gives the comparison."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], _Cell] = {}
+        self.before: dict[str, bool] = {}
+        self.counts = {"newlyFailing": 0, "newlyPassing": 0, "unchanged": 0, "added": 0, "removed": 0}
+
+    def add_baseline(self, run: Mapping[str, Any]) -> None:
+        self.cells.setdefault(_key(run), _Cell()).baseline.add(dict(run))
+        self.before[str(run.get("RunID"))] = run.get("Status") == "passed"
+
+    def add_current(self, run: Mapping[str, Any]) -> None:
+        cell = self.cells.setdefault(_key(run), _Cell())
+        cell.current.add(dict(run))
+        run_id = str(run.get("RunID"))
+        was = self.before.pop(run_id, None)
+        passed = run.get("Status") == "passed"
+        if was is None:
+            self.counts["added"] += 1
+        elif was and not passed:
+            self.counts["newlyFailing"] += 1
+            cell.failing_count += 1
+            if len(cell.newly_failing) < IDS_PER_CELL:
+                cell.newly_failing.append(run_id)
+        elif passed and not was:
+            self.counts["newlyPassing"] += 1
+            cell.passing_count += 1
+            if len(cell.newly_passing) < IDS_PER_CELL:
+                cell.newly_passing.append(run_id)
+        else:
+            self.counts["unchanged"] += 1
+
+    def result(self, baseline: Mapping[str, Any] | None = None, current: Mapping[str, Any] | None = None,
+               max_pass_rate_drop: float = 0.0) -> Comparison:
+        counts = {**self.counts, "removed": len(self.before)}
+        return Comparison(dict(baseline or {}), dict(current or {}), max_pass_rate_drop,
+                          [_cell_dict(key, cell) for key, cell in sorted(self.cells.items())], counts)
+
+
 def compare(baseline_runs: Iterable[Mapping[str, Any]], current_runs: Iterable[Mapping[str, Any]], *,
             baseline: Mapping[str, Any] | None = None, current: Mapping[str, Any] | None = None,
             max_pass_rate_drop: float = 0.0) -> Comparison:
-    cells: dict[tuple[str, str], _Cell] = {}
-    before: dict[str, tuple[tuple[str, str], bool]] = {}
+    comparer = Comparer()
     for run in baseline_runs:
-        key = _key(run)
-        cells.setdefault(key, _Cell()).baseline.add(dict(run))
-        before[str(run.get("RunID"))] = (key, run.get("Status") == "passed")
-    counts = {"newlyFailing": 0, "newlyPassing": 0, "unchanged": 0, "added": 0, "removed": 0}
+        comparer.add_baseline(run)
     for run in current_runs:
-        key = _key(run)
-        cell = cells.setdefault(key, _Cell())
-        cell.current.add(dict(run))
-        was = before.pop(str(run.get("RunID")), None)
-        passed = run.get("Status") == "passed"
-        if was is None:
-            counts["added"] += 1
-        elif was[1] and not passed:
-            counts["newlyFailing"] += 1
-            cell.failing_count += 1
-            if len(cell.newly_failing) < IDS_PER_CELL:
-                cell.newly_failing.append(str(run.get("RunID")))
-        elif passed and not was[1]:
-            counts["newlyPassing"] += 1
-            cell.passing_count += 1
-            if len(cell.newly_passing) < IDS_PER_CELL:
-                cell.newly_passing.append(str(run.get("RunID")))
-        else:
-            counts["unchanged"] += 1
-    counts["removed"] = len(before)
-    return Comparison(dict(baseline or {}), dict(current or {}), max_pass_rate_drop,
-                      [_cell_dict(key, cell) for key, cell in sorted(cells.items())], counts)
+        comparer.add_current(run)
+    return comparer.result(baseline, current, max_pass_rate_drop)
+
+
+async def compare_sinks(baseline_sink: ResultSink, current_sink: ResultSink, *, baseline: Mapping[str, Any],
+                        current: Mapping[str, Any], max_pass_rate_drop: float = 0.0) -> Comparison:
+    """The same, streaming the unit results of two sinks (a baseline elsewhere, this run's own)."""
+    comparer = Comparer()
+    async for run in baseline_sink.iter_units(ordered=False):
+        comparer.add_baseline(run)
+    if not comparer.before:
+        raise SinkError(NO_RESULTS, f"no unit results at {baseline_sink.url}")
+    async for run in current_sink.iter_units(ordered=False):
+        comparer.add_current(run)
+    return comparer.result(baseline, current, max_pass_rate_drop)
 
 
 def _cell_dict(key: tuple[str, str], cell: _Cell) -> dict[str, Any]:
@@ -125,3 +157,29 @@ def _cell_dict(key: tuple[str, str], cell: _Cell) -> dict[str, Any]:
         "newlyFailingCount": cell.failing_count, "newlyFailing": cell.newly_failing,
         "newlyPassingCount": cell.passing_count, "newlyPassing": cell.newly_passing,
     }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a finished run reports about its baseline: the full comparison (comparison.json, report.html) and the
+    short form with its message (the ArenaJob status), or only an error when the baseline could not be read."""
+
+    full: dict[str, Any] | None
+    short: dict[str, Any]
+
+
+async def judge_against(baseline: Mapping[str, Any], current_sink: ResultSink, *, revision: str | None,
+                        max_pass_rate_drop: float, output: dict[str, Any] | None = None,
+                        results_dir: Path | None = None) -> Verdict:
+    """Compare the run in `current_sink` with `baseline` ({url, revision, job} or {reason}); never raises for a
+    baseline that cannot be read — that is reported, the run's own reports do not depend on it."""
+    if baseline.get("reason") or not baseline.get("url"):
+        return Verdict(None, {"error": str(baseline.get("reason") or "the baseline has no results URL")})
+    try:
+        source = sink_at(str(baseline["url"]), output=output, results_dir=results_dir)
+        comparison = await compare_sinks(source, current_sink, baseline=dict(baseline),
+                                         current={"revision": revision, "url": current_sink.url},
+                                         max_pass_rate_drop=max_pass_rate_drop)
+    except SinkError as exc:
+        return Verdict(None, {"error": f"baseline {baseline['url']} could not be read: {exc}"})
+    return Verdict(comparison.to_dict(), {**comparison.summary(), "message": comparison.message()})

@@ -34,8 +34,9 @@ FORMATS = tuple(OUTPUTS)
 DEFAULT_FORMATS: tuple[str, ...] = FORMATS
 # Always written, whatever the formats.
 SUMMARY = OutputFormat("summary", "summary.json", "application/json")
+COMPARISON = OutputFormat("comparison", "comparison.json", "application/json")  # only with a baseline
 FILE_NAMES = {fmt.name: fmt.file for fmt in OUTPUTS.values()}
-CONTENT_TYPES = {fmt.file: fmt.content_type for fmt in (*OUTPUTS.values(), SUMMARY)}
+CONTENT_TYPES = {fmt.file: fmt.content_type for fmt in (*OUTPUTS.values(), SUMMARY, COMPARISON)}
 
 CSV_COLUMNS = ("RunID", "ScenarioID", "ProviderID", "Region", "Trial", "Status", "Error", "ErrorKind",
                "Duration", "TTFT", "input_tokens", "output_tokens", "total_cost_usd", "assertions_total",

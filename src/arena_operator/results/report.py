@@ -165,11 +165,21 @@ class _ScenarioViews:
         return sorted(views, key=_sort_key)
 
 
+def _changes(comparison: dict | None) -> list[dict[str, Any]]:
+    """The cells worth showing under "Changes since": regressions first, then anything that moved."""
+    if not comparison:
+        return []
+    moved = [c for c in comparison.get("cells") or []
+             if c.get("delta") or c.get("newlyFailingCount") or c.get("newlyPassingCount")]
+    return sorted(moved, key=lambda c: (c.get("delta") is None, c.get("delta") or 0, c["scenario"], c["provider"]))
+
+
 def write_html(
     runs: Iterable[dict[str, Any] | bytes], summary: dict, out: IO[str], title: str = "Arena report",
-    meta: dict | None = None,
+    meta: dict | None = None, comparison: dict | None = None,
 ) -> None:
-    """Render the report into `out`. `runs` (dicts, or their JSON lines) is iterated once; output is streamed."""
+    """Render the report into `out`. `runs` (dicts, or their JSON lines) is iterated once; output is streamed.
+    `comparison` (comparison.json's content) adds "Changes since <baseline>" at the top."""
     by_scenario = _ScenarioViews(runs)
     matrix: dict[str, dict[str, dict[str, int]]] = summary.get("matrix") or {}
     providers_summary: dict[str, dict[str, Any]] = summary.get("providers") or {}
@@ -182,7 +192,7 @@ def write_html(
     stream = _template().generate(
         title=title, meta_rows=_meta_rows(meta), totals=totals, error_kinds=summary.get("errorKinds") or {},
         providers=providers, providers_summary=providers_summary, matrix=matrix, scenarios=scenarios,
-        by_scenario=by_scenario,
+        by_scenario=by_scenario, comparison=comparison, changes=_changes(comparison),
     )
     for chunk in stream:
         out.write(chunk)

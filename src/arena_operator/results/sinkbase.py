@@ -22,6 +22,8 @@ CLAIM_NOT_MOUNTED = "ClaimNotMounted"
 INVALID_UNIT = "InvalidUnit"
 WRITE_FAILED = "WriteFailed"
 READ_FAILED = "ReadFailed"
+NO_RESULTS = "NoResults"
+INVALID_LOCATION = "InvalidLocation"
 
 UNITS = "units/"
 _T = TypeVar("_T")

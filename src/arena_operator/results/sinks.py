@@ -96,6 +96,14 @@ class S3Sink:
         except ValueError as exc:  # botocore: "Invalid endpoint: ..."
             raise SinkError(INVALID_ENDPOINT, f"S3 endpoint {endpoint!r} for bucket {bucket}: {exc}") from None
 
+    @classmethod
+    def at(cls, bucket: str, base: str, region: str | None = None, endpoint: str | None = None) -> S3Sink:
+        """A sink whose job root is the key prefix `base` itself (reading a results URL such as a baseline)."""
+        sink = cls(bucket, None, "-", "-", region=region, endpoint=endpoint)
+        sink.base = safe_prefix(base)
+        sink.url = f"s3://{bucket}/{sink.base}"
+        return sink
+
     def key(self, name: str) -> str:
         return self.base + name
 

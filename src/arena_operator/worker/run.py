@@ -26,6 +26,7 @@ from ..engine.executor import ConversationExecutor
 from ..engine.providers.registry import build_providers
 from ..logs import setup_logging
 from ..results.aggregate import aggregate
+from ..results.compare import judge_against
 from ..results.formats import DEFAULT_FORMATS
 from ..results.sinks import ResultSink, SinkError, sink_for
 from ..results.summary import Summary
@@ -208,8 +209,13 @@ class Worker:
             return
         formats = self.config.get("formats") or DEFAULT_FORMATS
         meta = {"job": f"{self.settings.namespace}/{self.settings.job}", "revision": self.config.get("revision", "")}
-        summary = await aggregate(self.sink, formats, meta=meta)
-        await self.queue.mark_aggregated(self.sink.url, summary)
+        verdict = None
+        if self.config.get("baseline"):
+            verdict = await judge_against(self.config["baseline"], self.sink, revision=self.config.get("revision"),
+                                          max_pass_rate_drop=float(self.config.get("maxPassRateDrop") or 0.0),
+                                          output=self.settings.output, results_dir=self.settings.results_dir)
+        summary = await aggregate(self.sink, formats, meta=meta, comparison=verdict.full if verdict else None)
+        await self.queue.mark_aggregated(self.sink.url, summary, verdict.short if verdict else None)
 
 
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:

@@ -336,8 +336,9 @@ class WorkQueue:
         keys = [self.keys[k] for k in ("sealed", "counters", "aggregator", "aggregated")]
         return bool(await self._claim_aggregation(keys=keys, args=[consumer, int(lease * 1000)]))
 
-    async def mark_aggregated(self, url: str, summary: dict) -> None:
-        await self.redis.set(self.keys["aggregated"], _dumps({"url": url, "summary": summary}), keepttl=True)
+    async def mark_aggregated(self, url: str, summary: dict, comparison: dict | None = None) -> None:
+        record = {"url": url, "summary": summary, **({"comparison": comparison} if comparison else {})}
+        await self.redis.set(self.keys["aggregated"], _dumps(record), keepttl=True)
 
     async def aggregated(self) -> dict | None:
         raw = await self.redis.get(self.keys["aggregated"])
