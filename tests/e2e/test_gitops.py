@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.e2e.operator_env import NAMESPACE, condition, wait_event
 from tests.e2e.test_arenajob import cluster as cluster  # the fixture, re-exported for pytest
-from tests.e2e.test_arenajob import finished, job, s3_output
+from tests.e2e.test_arenajob import QUICKSTART, finished, job, s3_output
 from tests.harness.k8s import ARENA_API_VERSION, dig
 from tests.harness.k8s import k8s_api as k8s_api  # the fixture, re-exported for pytest
 
@@ -37,7 +37,8 @@ def test_each_pushed_revision_runs_once_pinned_to_it(cluster: dict[str, Any]) ->
     assert done["status"]["revision"] == first_revision
     assert done["metadata"]["ownerReferences"][0]["name"] == "on-push"
 
-    sha = git.commit({"README.md": "a change worth testing\n"})
+    greeting = (QUICKSTART / "scenarios" / "greeting.yaml").read_text()
+    sha = git.commit({"scenarios/greeting.yaml": greeting.replace('patterns: ["help"]', 'patterns: ["abracadabra"]')})
     api.patch(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts",
               {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-12-01T00:00:00Z"}}})
     new_revision = f"main@sha1:{sha}"
@@ -51,6 +52,14 @@ def test_each_pushed_revision_runs_once_pinned_to_it(cluster: dict[str, Any]) ->
                         timeout=60)
     assert done["status"]["phase"] == "Succeeded" and done["status"]["revision"] == new_revision
     assert done["status"]["artifactDigest"] == annotations["omnia.altairalabs.ai/pinned-digest"]
+    regressed = condition(done, "Regressed")
+    assert regressed["status"] == "True" and "greeting × mock-a" in regressed["message"], regressed
+    comparison = done["status"]["result"]["comparison"]
+    assert comparison["baseline"]["revision"] == first_revision and comparison["counts"]["newlyFailing"] == 4
+    assert comparison["topRegressions"][0]["scenario"] == "greeting"
+    first_done = api.get(ARENA_API_VERSION, "arenajobs", NAMESPACE, first[0]["metadata"]["name"])
+    assert condition(first_done, "Regressed") == {}  # the first run had nothing to compare with
+    wait_event(api, second[0]["metadata"]["name"], "Regressed", "Warning")
     source = api.get(ARENA_API_VERSION, "arenasources", NAMESPACE, "my-prompts")
     assert source["status"]["lastHandledReconcileAt"] == "2026-12-01T00:00:00Z"
     template = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "on-push",
