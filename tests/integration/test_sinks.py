@@ -120,6 +120,8 @@ async def test_s3_units_round_trip_across_list_pages(s3_server: S3Server, bucket
     sink = s3_sink(s3_server, bucket, page_size=40)
     assert sink.url == f"s3://{bucket}/evals/nightly/{NAMESPACE}/{JOB}/"
     await sink.check()
+    left = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=sink.base)
+    assert left["KeyCount"] == 0  # the write check leaves nothing in the results prefix
     runs = [{"RunID": f"u-{i:04d}", "ScenarioID": "s", "ProviderID": "p", "Trial": i, "Status": "passed"}
             for i in range(150)]
     await put_all(sink, list(reversed(runs)))

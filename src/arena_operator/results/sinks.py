@@ -15,6 +15,7 @@ never holds a credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -108,11 +109,15 @@ class S3Sink:
         return self.base + name
 
     async def check(self) -> None:
-        """The bucket exists and may be listed (needed to aggregate) and written (a small marker object)."""
+        """The bucket exists and may be listed (needed to aggregate) and written: a small marker object, removed
+        again so the results prefix holds results only (a role that may not delete leaves it behind, harmless)."""
         await self._call("list", self.base, self._client.list_objects_v2, Bucket=self.bucket, Prefix=self.base,
                          MaxKeys=1)
-        await self._call("write", self.key(_CHECK_OBJECT), self._client.put_object, Bucket=self.bucket,
-                         Key=self.key(_CHECK_OBJECT), Body=b"ok\n", ContentType="text/plain")
+        marker = self.key(_CHECK_OBJECT)
+        await self._call("write", marker, self._client.put_object, Bucket=self.bucket, Key=marker, Body=b"ok\n",
+                         ContentType="text/plain")
+        with contextlib.suppress(SinkError):
+            await self._call("delete", marker, self._client.delete_object, Bucket=self.bucket, Key=marker)
 
     async def put_unit(self, unit_id: str, run: dict[str, Any]) -> None:
         key = self.key(UNITS + unit_name(unit_id))
