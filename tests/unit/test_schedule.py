@@ -9,9 +9,11 @@ from itertools import islice, pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pydantic
 import pytest
 
 from arena_operator.api.arenajob import ArenaJobSpec
+from arena_operator.api.kinds import spec_problems
 from arena_operator.reconcile import template as tpl
 from arena_operator.reconcile.schedule import child_name, due, instants
 
@@ -199,3 +201,15 @@ async def test_source_change_trigger_one_pinned_run_per_revision_after_debounce(
     assert "trigger" not in child["spec"] and child["spec"]["configRef"] == {"name": "cfg"}
     assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert child["metadata"]["labels"]["omnia.altairalabs.ai/parent"] == "nightly"
+
+
+@pytest.mark.parametrize(("schedule", "field_words"), [
+    ({"cron": "bogus"}, "schedule.cron"),
+    ({"cron": "0 25 * * *"}, "invalid cron expression '0 25 * * *'"),
+    ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ({"cron": "0 2 * * *", "timezone": "Mars Olympus"}, "schedule.timezone"),
+])
+def test_invalid_schedules_are_refused_naming_the_field(schedule: dict[str, Any], field_words: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        ArenaJobSpec.model_validate({"configRef": {"name": "c"}, "schedule": schedule})
+    assert field_words in spec_problems(caught.value)

@@ -11,13 +11,19 @@ from pydantic import Field, field_validator, model_validator
 
 from .common import ApiModel, Duration, Time, free_form
 
+CRON_FIELD = r"[0-9A-Za-z*/,?#LW-]+"
+CRON_PATTERN = rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$"  # admission catches the shape; croniter checks the values
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"  # the shape of an IANA name; tzdata checks it
+
 
 class ScheduleSpec(ApiModel):
     """Recurring runs: the job becomes a template and each trigger creates a child ArenaJob."""
 
-    cron: str = Field(min_length=1, description="Cron expression (5 fields, minute hour day month weekday), "
+    cron: str = Field(min_length=9, max_length=200, pattern=CRON_PATTERN,
+                      description="Cron expression (5 fields, minute hour day month weekday), "
                                                 "e.g. \"0 2 * * *\" for 2am daily.")
-    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. "
+    timezone: str = Field("UTC", max_length=64, pattern=TIMEZONE_PATTERN,
+                          description="IANA time zone the cron expression is read in, e.g. "
                                              "America/New_York.")
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
         "Forbid", description="When a run is due while the previous one is still running: Allow (run both), "
