@@ -30,7 +30,7 @@ from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .baseline import choose_baseline
 from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
-from .outcome import Outcome, ReadyRule, Step, run_steps
+from .outcome import ObjectIdentity, Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
 from .worker_job import WorkerJobParams, build_worker_job, pod_override_problems, worker_job_name
 
@@ -53,12 +53,7 @@ class JobSettings:
 
 
 @dataclass
-class JobContext:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: datetime
+class JobContext(ObjectIdentity):
     spec: ArenaJobSpec
     status: dict[str, Any]
     config: dict[str, Any] | None  # the ArenaConfig, from the index: {spec, status}; None with sourceRef

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from ..api import conditions as c
@@ -62,6 +63,17 @@ class Outcome:
         """The pass is decided; ``blocked``: later steps could not run, so what they own is no longer known."""
         self.stopped = True
         self.blocked = blocked
+
+
+@dataclass
+class ObjectIdentity:
+    """Who a pass is about: the first fields of every controller's context."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..api.common import (
     parse_rfc3339,
     rfc3339,
 )
-from .outcome import Outcome, ReadyRule, Step, run_steps
+from .outcome import ObjectIdentity, Outcome, ReadyRule, Step, run_steps
 from .schedule import child_name, due
 from .worker_job import arenajob_label_value
 
@@ -56,12 +56,7 @@ class Child:
 
 
 @dataclass
-class TemplateContext:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: datetime
+class TemplateContext(ObjectIdentity):
     spec: ArenaJobSpec
     raw_spec: dict[str, Any]  # as written, so a child carries exactly what the user wrote
     status: dict[str, Any]
