@@ -5,7 +5,6 @@ says which wins (SpecWarning); cancelled cancels; a workspace source snapshots a
 
 from __future__ import annotations
 
-import copy
 import http.server
 import json
 import shutil
@@ -22,7 +21,7 @@ from tests.e2e.test_arenajob import BUCKET, QUICKSTART, SCENARIOS, _OrderTool, f
 from tests.e2e.test_arenajob import cluster as cluster  # the fixture: operator, kubelet, git, S3, mock-a
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api  # the fixture the cluster fixture needs
-from tests.unit.test_goform import MANIFESTS
+from tests.unit.test_goform import go_manifest, outcomes
 
 PRODUCTION = {"selector": {"matchLabels": {"tier": "production"}}}  # mock-a of the cluster fixture
 
@@ -38,7 +37,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def fixture(name: str) -> dict[str, Any]:
-    manifest = copy.deepcopy(next(m for _, m in MANIFESTS if m["metadata"]["name"] == name))
+    manifest = go_manifest(name)
     manifest["metadata"]["namespace"] = NAMESPACE
     return manifest
 
@@ -69,13 +68,6 @@ def succeeded(api: K8sApi, name: str) -> dict[str, Any]:
     obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, name, finished, timeout=90)
     assert obj["status"]["phase"] == "Succeeded", (name, obj["status"])
     return obj
-
-
-def outcomes(runs: list[dict[str, Any]], rename: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
-    """(scenario, provider — renamed —, trial, status, assistant replies) of every run: what "same results" means."""
-    names = rename or {}
-    return sorted((r["ScenarioID"], names.get(r["ProviderID"], r["ProviderID"]), r["Trial"], r["Status"],
-                   [str(m.get("content")) for m in r["Messages"] if m.get("role") == "assistant"]) for r in runs)
 
 
 def same_summary(go: dict[str, Any], doc: dict[str, Any]) -> None:

@@ -12,13 +12,9 @@ from typing import Any
 import yaml
 
 from tests.integration.test_local_job import API, QUICKSTART, arena, provider, write
-from tests.unit.test_goform import MANIFESTS
+from tests.unit.test_goform import go_manifest, outcomes
 
 MOCKS = QUICKSTART / "mocks"
-
-
-def fixture(name: str) -> dict[str, Any]:
-    return next(m for _, m in MANIFESTS if m["metadata"]["name"] == name)
 
 
 def mock(name: str, mock_file: str) -> dict[str, Any]:
@@ -37,13 +33,6 @@ def runs(out: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((out / "units").glob("*.json"))]
 
 
-def outcomes(out: Path, provider_ids: dict[str, str] | None = None) -> list[tuple[str, str, int, str, list[str]]]:
-    """(scenario, provider — renamed by ``provider_ids`` —, trial, status, assistant replies) of every run."""
-    rename = provider_ids or {}
-    return sorted((r["ScenarioID"], rename.get(r["ProviderID"], r["ProviderID"]), r["Trial"], r["Status"],
-                   [str(m.get("content")) for m in r["Messages"] if m.get("role") == "assistant"]) for r in runs(out))
-
-
 def run(job: Path, out: Path, *extra: str) -> None:
     done = arena("run", str(job), "-q", "--out", str(out), *extra)
     assert done.returncode == 0, done.stderr
@@ -52,19 +41,19 @@ def run(job: Path, out: Path, *extra: str) -> None:
 def test_a_go_form_job_on_a_workspace_source_runs_as_its_documented_equivalent(tmp_path: Path) -> None:
     go_dir = tmp_path / "go"
     shutil.copytree(QUICKSTART, go_dir / "projects" / "support")  # the workspace path, relative to the file
-    go = write(go_dir / "job.yaml", [fixture("go-workspace"), fixture("go-workspace-eval"),
+    go = write(go_dir / "job.yaml", [go_manifest("go-workspace"), go_manifest("go-workspace-eval"),
                                      provider("mock-a", {"tier": "production"})])
     run(go, tmp_path / "go-out")
     doc = write(tmp_path / "doc.yaml", [*documented({}, providerRef={"name": "mock-a"}, trials=1),
                                         provider("mock-a", {"tier": "production"})])
     run(doc, tmp_path / "doc-out", "--bundle", str(QUICKSTART))
     assert len(runs(tmp_path / "go-out")) == 6
-    assert outcomes(tmp_path / "go-out") == outcomes(tmp_path / "doc-out")
+    assert outcomes(runs(tmp_path / "go-out")) == outcomes(runs(tmp_path / "doc-out"))
     assert {r["ProviderID"] for r in runs(tmp_path / "go-out")} == {"mock-a"}
 
 
 def test_a_go_form_map_group_runs_as_the_documented_selectors(tmp_path: Path) -> None:
-    go = write(tmp_path / "go.yaml", [fixture("go-mapping"), mock("mock-a", "assistant.yaml"),
+    go = write(tmp_path / "go.yaml", [go_manifest("go-mapping"), mock("mock-a", "assistant.yaml"),
                                       mock("mock-judge", "judge.yaml")])
     run(go, tmp_path / "go-out", "--bundle", str(QUICKSTART))
     judge = mock("mock-judge", "judge.yaml")
@@ -78,11 +67,11 @@ def test_a_go_form_map_group_runs_as_the_documented_selectors(tmp_path: Path) ->
     # the map kept the bundle's id (support-assistant) with mock-a's settings; the selector named it mock-a
     assert {r["ProviderID"] for r in runs(tmp_path / "go-out")} == {"support-assistant"}
     assert len(runs(tmp_path / "go-out")) == 5
-    assert outcomes(tmp_path / "go-out", {"support-assistant": "mock-a"}) == outcomes(tmp_path / "doc-out")
+    assert outcomes(runs(tmp_path / "go-out"), {"support-assistant": "mock-a"}) == outcomes(runs(tmp_path / "doc-out"))
 
 
 def test_an_agent_ref_is_refused_plainly(tmp_path: Path) -> None:
-    job = write(tmp_path / "agent.yaml", [fixture("go-agent"), mock("mock-a", "assistant.yaml")])
+    job = write(tmp_path / "agent.yaml", [go_manifest("go-agent"), mock("mock-a", "assistant.yaml")])
     done = arena("run", str(job), "-q", "--out", str(tmp_path / "out"), "--bundle", str(QUICKSTART))
     assert done.returncode != 0
     assert "agentRef support-agent needs an AgentRuntime" in done.stderr, done.stderr

@@ -14,7 +14,7 @@ import yaml
 from arena_operator.api import parse_object, render_crds
 from arena_operator.api.arenaconfig import ArenaConfigSpec
 from arena_operator.api.arenajob import ArenaJobSpec
-from arena_operator.engine.bundle import Bundle, load_bundle
+from arena_operator.engine.bundle import Bundle
 from arena_operator.runplan.apply import apply_to_bundle
 from arena_operator.runplan.forms import effective_config, overlaps, source_name, unsupported_fields
 from arena_operator.runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
@@ -22,6 +22,7 @@ from arena_operator.runplan.selection import ResolutionError
 from arena_operator.runplan.tools import resolve_tools, resolved_tool_records
 from arena_operator.runplan.units import plan_inputs
 from tests.unit.test_api_manifests import HAS_CEL, crd_problems
+from tests.unit.test_resolution import bundle as bundle  # the fixture: the quickstart, loaded
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "goform"
 
@@ -36,6 +37,19 @@ def goform_manifests() -> list[tuple[str, dict[str, Any]]]:
 
 
 MANIFESTS = goform_manifests()
+
+
+def go_manifest(name: str) -> dict[str, Any]:
+    """A copy of the fixture manifest of this name."""
+    return copy.deepcopy(next(m for _, m in MANIFESTS if m["metadata"]["name"] == name))
+
+
+def outcomes(runs: list[dict[str, Any]], rename: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
+    """What "the same results" means for two runs of one bundle (local and e2e tests compare with it): per run
+    (scenario, provider — renamed by ``rename`` —, trial, status, the assistant's replies)."""
+    names = rename or {}
+    return sorted((r["ScenarioID"], names.get(r["ProviderID"], r["ProviderID"]), r["Trial"], r["Status"],
+                   [str(m.get("content")) for m in r["Messages"] if m.get("role") == "assistant"]) for r in runs)
 
 
 def pruned(schema: dict[str, Any], value: Any) -> Any:
@@ -101,8 +115,7 @@ def test_pruning_helper_drops_what_a_schema_does_not_name() -> None:
 
 
 def fixture_job(name: str) -> ArenaJobSpec:
-    manifest = next(m for _, m in MANIFESTS if m["kind"] == "ArenaJob" and m["metadata"]["name"] == name)
-    return ArenaJobSpec.model_validate(manifest["spec"])
+    return ArenaJobSpec.model_validate(go_manifest(name)["spec"])
 
 
 def job(**spec: Any) -> ArenaJobSpec:
@@ -226,13 +239,6 @@ def test_go_form_provider_errors(spec: dict[str, Any], namespace: str, reason: s
 def test_local_runs_ignore_the_provider_namespace() -> None:
     spec = job(providers={"default": [{"providerRef": {"name": "mock-a", "namespace": "shared"}}]})
     assert resolve_providers(GROUPS, config(), spec, PROVIDERS, None).groups == {"default": ["mock-a"]}
-
-
-@pytest.fixture
-def bundle(quickstart: Path, monkeypatch: pytest.MonkeyPatch) -> Bundle:
-    for name in ("ARENA_PROVIDER", "ARENA_MODEL", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return load_bundle(quickstart)
 
 
 def test_a_map_group_replaces_settings_and_keeps_every_reference(bundle: Bundle) -> None:
