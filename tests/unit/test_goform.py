@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from arena_operator.api import parse_object, render_crds
 from arena_operator.api.arenaconfig import ArenaConfigSpec
 from arena_operator.api.arenajob import ArenaJobSpec
+from arena_operator.api.kinds import spec_problems
 from arena_operator.engine.bundle import Bundle
 from arena_operator.runplan.apply import apply_to_bundle
 from arena_operator.runplan.forms import effective_config, overlaps, source_name, unsupported_fields
@@ -154,6 +156,14 @@ def test_a_config_ref_job_overrides_trials_and_arena_file_of_its_config() -> Non
     assert source_name(job(), base) == "cfg-src" and source_name(job(), None) is None
     with pytest.raises(ValueError, match="needs its ArenaConfig"):
         effective_config(job(), None)
+
+
+def test_a_spec_with_neither_or_both_refs_is_stalled_naming_spec() -> None:
+    """What parse_or_reject writes into Stalled's message (a model-level problem is the spec's own)."""
+    for spec in ({"type": "evaluation"}, {"configRef": {"name": "c"}, "sourceRef": {"name": "s"}}):
+        with pytest.raises(ValidationError) as caught:
+            ArenaJobSpec.model_validate(spec)
+        assert spec_problems(caught.value) == "spec: set exactly one of configRef and sourceRef"
 
 
 def test_cancelled_is_suspend() -> None:

@@ -128,7 +128,8 @@ def _path(location: tuple[int | str, ...]) -> str:
 
 def spec_problems(error: ValidationError) -> str:
     """A spec's validation errors as one condition message: `spec.workers.replicas: …; spec.type: …`."""
-    return "; ".join(f"spec.{problem}" for problem in validation_problems(error))
+    problems = (problem.partition(": ") for problem in validation_problems(error))
+    return "; ".join(f"spec{'' if path == '(root)' else '.' + path}: {message}" for path, _, message in problems)
 
 
 def validation_problems(error: ValidationError) -> list[str]:
