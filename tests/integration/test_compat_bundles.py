@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from arena_operator import cli
-from arena_operator.engine.assertions import content, structured
+from arena_operator.engine.assertions import content, structured, toolchains
 from arena_operator.engine.assertions import tools as tool_checks
-from arena_operator.engine.assertions.registry import ASSERTION_TYPES
+from arena_operator.engine.assertions.registry import ALL_ALIASES, BY_NAME
 from arena_operator.engine.bundle import Bundle, find_arena_file, load_bundle
 from arena_operator.engine.persona import persona_system_prompt
 from arena_operator.engine.plan import generate_plan
@@ -202,7 +202,7 @@ def test_mock_lookup_order(bundle_run: Callable[[str], BundleRun]) -> None:
         "The pool opens at 8 in the morning.", "Please ask the front desk for that.",
     ]
     assert contents(result.one("global-default"), "assistant") == ["Happy to help with anything during your stay."]
-    assert contents(result.one("fallback"), "assistant") == ["Mock response for provider mock-bare model bare-model"]
+    assert contents(result.one("fallback"), "assistant") == ["Mock response from mock-bare model bare-model"]
     assert contents(result.one("both-providers", "mock-main"), "assistant") == [
         "This text comes from the mock file, not the fallback.",
     ]
@@ -245,15 +245,14 @@ def test_mock_config_flag_replaces_openai_provider(bundle_run: Callable[[str], B
 
 
 def test_mock_provider_without_mock_config_falls_back(tmp_path: Path) -> None:
-    """The openai provider has no mock_config of its own: every reply is the fallback, greeting fails."""
+    """The openai provider has no mock_config of its own: every reply is upstream's generic mock text."""
     code, runs = run_cli(BUNDLES / "mock-override", tmp_path, "--mock-provider", "--ci")
     assert code == 1, "--ci exits 1 when an assertion failed"
     by_scenario = {r["ScenarioID"]: r for r in runs}
     assert by_scenario["greeting"]["Status"] == "failed"
-    assert contents(by_scenario["greeting"], "assistant") == [
-        "Mock response for provider openai-gpt4o-mini model gpt-4o-mini",
-    ]
-    assert by_scenario["unscripted"]["Status"] == "passed"
+    assert contents(by_scenario["greeting"], "assistant") == ["Mock response from provider"]
+    assert contents(by_scenario["unscripted"], "assistant") == ["Mock response from provider"]
+    assert by_scenario["unscripted"]["Status"] == "failed", "the file fallback names the provider; this does not"
 
 
 def test_mocked_provider_costs_the_mock_rate(bundle_run: Callable[[str], BundleRun]) -> None:
@@ -449,13 +448,17 @@ def test_triggered_guardrails_enforce_on_the_reply(bundle_run: Callable[[str], B
 # Assertion coverage and stop-on-failure
 
 COVERAGE_BUNDLES = ("assertion-matrix", "tools", "guardrails-vars", "mock-responses")
-COVERED_MODULES = (content, structured, tool_checks)
+COVERED_MODULES = (content, structured, tool_checks, toolchains)
+# Upstream's sentence_count (and max_sentences) always scores 1.0; cosine_similarity needs an embedding that
+# no conversation provides. Their pass/fail sides are checked in tests/unit/test_assertions.py.
+ONE_SIDED = {"sentence_count", "max_sentences", "cosine_similarity"}
 
 
 def test_every_content_json_tool_assertion_passes_and_fails(bundle_run: Callable[[str], BundleRun]) -> None:
-    wanted = {name for name, check in ASSERTION_TYPES.items()
-              if any(check.__module__ == module.__name__ for module in COVERED_MODULES)}
-    assert {"contains", "json_path", "tool_args", "not_contains"} <= wanted
+    names = {**{n: n for n in BY_NAME}, **ALL_ALIASES}
+    wanted = {name for name, target in names.items() if name not in ONE_SIDED
+              and any(BY_NAME[target].run.__module__ == module.__name__ for module in COVERED_MODULES)}
+    assert {"contains", "json_path", "tool_args", "not_contains", "tool_call_chain", "banned_words"} <= wanted
     seen: dict[str, set[bool]] = defaultdict(set)
     for name in COVERAGE_BUNDLES:
         for run in bundle_run(name).runs:

@@ -174,8 +174,8 @@ metadata:
 spec:
   type: openia
   model: gpt-4o-mini
-"""}, "providers/mock.yaml:6: type: got 'openia', expected one of "
-          "'openai', 'claude', 'gemini', 'ollama', 'vllm', 'mock' or 'replay'"),
+"""}, "providers/mock.yaml:6: type: unknown provider type 'openia' (did you mean 'openai'?); upstream knows "
+          "openai, claude, gemini, ollama, vllm, mock, replay, imagen, huggingface, elevenlabs, cartesia, voyageai"),
     Case("unknown-assertion", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Scenario
@@ -197,23 +197,6 @@ spec:
             patterns: [refund]
 """), "scenarios/refund.yaml:16: turns[2].assertions[0].type: unknown assertion 'contians' "
       "(did you mean 'contains'?)"),
-    Case("assertion-params-missing", _scenario("""\
-apiVersion: promptkit.altairalabs.ai/v1alpha1
-kind: Scenario
-metadata:
-  name: refund
-spec:
-  description: Refund request
-  task_type: support
-  turns:
-    - role: user
-      content: I want a refund.
-      assertions:
-        - type: contains
-        - type: json_path
-          params:
-            expected: 3
-"""), "scenarios/refund.yaml:12: turns[0].assertions[0].params: assertion 'contains' needs params.patterns"),
     Case("wrapper-params-missing", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Scenario
@@ -232,6 +215,18 @@ spec:
               criteria: Polite
             min_score: 0.8
 """), "scenarios/refund.yaml:13: turns[0].assertions[0].params: assertion 'assertion' needs params.eval_type"),
+    Case("wrapper-unknown-eval-type", _scenario(SCENARIO.replace("""        - type: contains
+          params:
+            patterns: [refund]""", """        - type: assertion
+          params:
+            eval_type: llm_jugde""")),
+         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.eval_type: unknown assertion 'llm_jugde' "
+         "(did you mean 'llm_judge'?)"),
+    Case("unknown-validator", {"prompts/support.yaml": PROMPT + "  validators:\n    - type: banned_wrods\n"},
+         "prompts/support.yaml:12: validators[0].type: unknown validator 'banned_wrods' (any eval type is a "
+         "validator) (did you mean 'banned_words'?)"),
+    Case("mcp-tool-of-undeclared-server", {"prompts/support.yaml": PROMPT + "  allowed_tools:\n  - mcp__fs__read\n"},
+         "prompts/support.yaml:12: allowed_tools[0]: unknown tool 'mcp__fs__read': 'fs' is not in spec.mcp_servers"),
     Case("unknown-provider", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Scenario
@@ -303,6 +298,62 @@ spec:
 """)}, "config.arena.yaml:26: scenario_specs.quick.turns[0].assertions[0].type: unknown assertion 'contians' "
        "(did you mean 'contains'?)"),
 ]
+
+
+# Warnings: the bundle loads (as upstream loads it) and `validate`/`run` print them; `strict` makes them errors.
+WARNINGS: list[Case] = [
+    Case("assertion-params-missing", _scenario("""\
+apiVersion: promptkit.altairalabs.ai/v1alpha1
+kind: Scenario
+metadata:
+  name: refund
+spec:
+  description: Refund request
+  task_type: support
+  turns:
+    - role: user
+      content: I want a refund.
+      assertions:
+        - type: contains
+        - type: json_path
+          params:
+            expected: 3
+"""), "scenarios/refund.yaml:12: turns[0].assertions[0].params: assertion 'contains' needs params.patterns "
+          "(without it upstream scores 0: the assertion fails)"),
+    Case("unknown-scenario-key", _scenario(SCENARIO.replace(
+        "  turns:\n", "  turn:\n    - role: user\n      content: hi\n  turns:\n")),
+         "scenarios/refund.yaml:8: turn: unknown key 'turn' (did you mean 'turns'?)"),
+    Case("unknown-turn-key", _scenario(SCENARIO.replace("      content: I want a refund.\n",
+                                                        "      content: I want a refund.\n      asertions: []\n")),
+         "scenarios/refund.yaml:11: turns[0].asertions: unknown key 'asertions' (did you mean 'assertions'?)"),
+    Case("unknown-param", _scenario(SCENARIO.replace("patterns: [refund]", "pattern: [refund]")),
+         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.pattern: 'contains' does not read this "
+         "param (did you mean 'patterns'?)"),
+    Case("scalar-where-a-list-is-read", _scenario(SCENARIO.replace("patterns: [refund]", "patterns: refund")),
+         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.patterns: upstream reads a list here; "
+         "a single string counts as none"),
+    Case("threshold-next-to-type", _scenario(SCENARIO.replace("        - type: contains\n",
+                                                              "        - type: contains\n          min_score: 0.5\n")),
+         "scenarios/refund.yaml:13: turns[0].assertions[0].min_score: upstream's schema has no min_score here; put "
+         "it under params"),
+]
+
+
+@pytest.mark.parametrize("case", WARNINGS, ids=[c.id for c in WARNINGS])
+def test_warnings_load_and_strict_refuses(case: Case, tmp_path: Path) -> None:
+    root = write_bundle(tmp_path, case.files)
+    assert case.expected in [str(w) for w in load_bundle(root).warnings]
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root, strict=True)
+    assert case.expected in [str(p) for p in info.value.problems]
+
+
+def test_warnings_are_logged_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Logged at WARNING, the level `arena validate` and `arena run` print without -v."""
+    root = write_bundle(tmp_path, WARNINGS[1].files)
+    with caplog.at_level("WARNING"):
+        assert cli.main(["validate", str(root)]) == 0
+    assert WARNINGS[1].expected in caplog.text
 
 
 def test_base_bundle_is_valid(tmp_path: Path) -> None:

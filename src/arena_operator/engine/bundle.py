@@ -11,9 +11,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from . import spec as s
-from .assertions.guardrails import VALIDATORS
-from .assertions.registry import KNOWN_TYPES, required_params
-from .errors import BundleInvalid, BundleProblem, TemplateError
+from .checks import ScenarioChecker, ToolNames, check_assertions, check_prompt
+from .errors import BundleInvalid, BundleProblem
 from .manifests import (
     Collector,
     Loaded,
@@ -25,14 +24,13 @@ from .manifests import (
     suggest,
     validate_model,
 )
-from .templating import render
 
 log = logging.getLogger(__name__)
 
 ARENA_FILE_NAMES = (
     "config.arena.yaml", "config.arena.yml", "arena.yaml", "arena.yml", "config.yaml", "config.yml",
 )
-SCRIPTED_ROLES = ("user",)
+MATRIX_ROLES = ("llm", "image")  # upstream: only Predict-shaped providers join the run matrix
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,6 +51,9 @@ class Bundle:
     tools: dict[str, s.ToolSpec] = field(default_factory=dict)
     personas: dict[str, s.PersonaSpec] = field(default_factory=dict)
     evals: dict[str, Any] = field(default_factory=dict)
+    # Providers of other roles (tts, stt, embedding, inference): loaded, never in the run matrix.
+    service_providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
+    warnings: list[BundleProblem] = field(default_factory=list)
 
     def prompt_for(self, scenario: s.ScenarioSpec) -> tuple[s.PromptConfigSpec | None, dict[str, Any]]:
         """The prompt config whose task_type matches the scenario's, with arena `vars` for it."""
@@ -97,26 +98,14 @@ def find_arena_file(path: Path) -> Path:
     raise BundleInvalid([BundleProblem(str(path), 0, "", f"no arena config file found (looked for {wanted})")])
 
 
-def _check_assertions(
-    assertions: list[s.AssertionSpec], file: str, doc: Any, prefix: list[str | int], out: Collector
-) -> None:
-    for index, assertion in enumerate(assertions):
-        where = [*prefix, index]
-        kind = assertion.type
-        if kind not in KNOWN_TYPES:
-            out.add(file, doc, [*where, "type"], f"unknown assertion {kind!r}{suggest(kind, KNOWN_TYPES)}")
-            continue
-        for name in required_params(kind, assertion.params):
-            out.add(file, doc, [*where, "params"], f"assertion {kind!r} needs params.{name}")
-
-
 class BundleLoader:
     """Reads one bundle; `load()` returns a Bundle or raises BundleInvalid with every problem."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, strict: bool = False) -> None:
         self.arena_file = find_arena_file(Path(path))
         self.root = self.arena_file.parent
         self.out = Collector(self.root)
+        self.strict = strict
 
     def load(self) -> Bundle:
         read = read_manifest(self.arena_file, "Arena", self.out)
@@ -133,8 +122,13 @@ class BundleLoader:
         bundle = Bundle(root=self.root, arena_file=self.arena_file, arena=arena)
         self._load_referenced(bundle, doc, file)
         self._cross_check(bundle, doc, file)
+        if self.strict:
+            self.out.problems.extend(self.out.warnings)
         if self.out.problems:
             raise BundleInvalid(self.out.problems)
+        bundle.warnings = list(self.out.warnings)
+        for warning in bundle.warnings:
+            log.warning("%s", warning)
         return bundle
 
     def _each(self, where: tuple[str, ...], kind: str, model: type[M],
@@ -168,6 +162,9 @@ class BundleLoader:
             self._prompt_docs[loaded.id] = loaded
 
         def on_provider(loaded: Loaded, ref: s.ProviderRef) -> None:
+            if loaded.spec.role not in MATRIX_ROLES:
+                register(bundle.service_providers, loaded, self.out, where["provider"], "provider")
+                return
             register(bundle.providers, loaded, self.out, where["provider"], "provider")
             bundle.provider_groups.setdefault(loaded.id, ref.group)
             self._check_mock_config(loaded)
@@ -214,6 +211,9 @@ class BundleLoader:
                 loaded = Loaded(str(item_id), obj, file, doc)
                 if kind == "tool":
                     obj.name = obj.name or loaded.id
+                if kind == "provider" and obj.role not in MATRIX_ROLES:
+                    register(bundle.service_providers, loaded, self.out, where[kind], kind)
+                    continue
                 register(target, loaded, self.out, where[kind], kind)
                 if kind == "provider":
                     bundle.provider_groups.setdefault(loaded.id, "default")
@@ -241,66 +241,18 @@ class BundleLoader:
                 if role.provider not in providers:
                     self.out.add(file, doc, ["spec", "self_play", "roles", index, "provider"],
                                  f"unknown provider {role.provider!r}{suggest(role.provider, providers)}")
-        _check_assertions(arena.globals.conversation_assertions, file, doc,
-                          ["spec", "globals", "conversation_assertions"], self.out)
+        check_assertions(arena.globals.conversation_assertions, file, doc,
+                         ["spec", "globals", "conversation_assertions"], self.out)
+        names = ToolNames(arena, bundle.tools)
         for loaded in self._prompt_docs.values():
-            self._check_prompt(bundle, loaded)
-        for scenario_id, loaded in self._scenario_docs.items():
-            self._check_scenario(bundle, scenario_id, loaded, roles)
-
-    def _check_prompt(self, bundle: Bundle, loaded: Loaded) -> None:
-        prompt: s.PromptConfigSpec = loaded.spec
-        for index, tool in enumerate(prompt.allowed_tools):
-            if tool not in bundle.tools:
-                self.out.add(loaded.file, loaded.doc, ["spec", "allowed_tools", index],
-                             f"unknown tool {tool!r}{suggest(tool, bundle.tools)}")
-        for index, validator in enumerate(prompt.validators):
-            if validator.type not in VALIDATORS:
-                self.out.add(loaded.file, loaded.doc, ["spec", "validators", index, "type"],
-                             f"unknown validator {validator.type!r}{suggest(validator.type, VALIDATORS)}")
-
-    def _check_scenario(self, bundle: Bundle, scenario_id: str, loaded: Loaded, roles: dict[str, str]) -> None:
-        scenario: s.ScenarioSpec = loaded.spec
-        file, doc, spec = loaded.file, loaded.doc, loaded.prefix
-        for index, provider in enumerate(scenario.providers or []):
-            if provider not in bundle.providers:
-                self.out.add(file, doc, [*spec, "providers", index],
-                             f"unknown provider {provider!r}{suggest(provider, bundle.providers)}")
-        task = scenario.task_type
-        if task:
-            matches = [p for p in bundle.prompt_configs.values() if p.task_type == task]
-            if not matches:
-                tasks = {p.task_type for p in bundle.prompt_configs.values()}
-                self.out.add(file, doc, [*spec, "task_type"],
-                             f"no prompt config has task_type {task!r}{suggest(task, tasks)}")
-            elif len(matches) > 1:
-                self.out.add(file, doc, [*spec, "task_type"],
-                             f"task_type {task!r} matches {len(matches)} prompt configs; it must be unique")
-            else:
-                self._check_template(bundle, scenario, matches[0], file, doc, spec)
-        for index, turn in enumerate(scenario.turns):
-            where: list[str | int] = [*spec, "turns", index]
-            if turn.role in roles:
-                if turn.persona and turn.persona not in bundle.personas:
-                    self.out.add(file, doc, [*where, "persona"],
-                                 f"unknown persona {turn.persona!r}{suggest(turn.persona, bundle.personas)}")
-            elif turn.role not in SCRIPTED_ROLES:
-                known = [*SCRIPTED_ROLES, *roles]
-                self.out.add(file, doc, [*where, "role"], f"unsupported role {turn.role!r}{suggest(turn.role, known)}")
-            elif turn.content is None and not turn.parts:
-                self.out.add(file, doc, [*where, "content"], "a user turn needs content or parts")
-            _check_assertions(turn.assertions, file, doc, [*where, "assertions"], self.out)
-        _check_assertions(scenario.conversation_assertions, file, doc,
-                          [*spec, "conversation_assertions"], self.out)
-
-    def _check_template(self, bundle: Bundle, scenario: s.ScenarioSpec, prompt: s.PromptConfigSpec, file: str,
-                        doc: Any, spec: tuple[str | int, ...]) -> None:
-        try:
-            render(prompt.system_template, bundle.variables_for(scenario))
-        except TemplateError as exc:
-            self.out.add(file, doc, [*spec, "variables"], f"system_template of task {prompt.task_type!r}: {exc}")
+            check_prompt(loaded, names, self.out)
+        checker = ScenarioChecker(bundle, roles, self.out)
+        for loaded in self._scenario_docs.values():
+            checker.check(loaded)
 
 
-def load_bundle(path: Path | str) -> Bundle:
-    """Load and validate a bundle directory (or arena file); raises BundleInvalid listing every problem."""
-    return BundleLoader(Path(path)).load()
+def load_bundle(path: Path | str, strict: bool = False) -> Bundle:
+    """Load and validate a bundle directory (or arena file); raises BundleInvalid listing every problem.
+    Warnings (unknown keys and params, spellings upstream would not read) are logged and kept on the bundle;
+    with `strict` they are problems too."""
+    return BundleLoader(Path(path), strict).load()

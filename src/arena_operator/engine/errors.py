@@ -37,7 +37,12 @@ class ProviderError(Exception):
 
 
 class ToolError(Exception):
-    """A tool call that could not be executed; reported back to the model as a tool error."""
+    """A tool call that could not be executed; reported back to the model as a tool error. `kind` is
+    "validation" when the model's arguments did not match the tool's input_schema."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class TemplateError(ValueError):

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .assertions.base import AssertionContext, AssertionResult
-from .assertions.guardrails import run_validators
-from .assertions.judge import DEFAULT_JUDGE_PROMPT, Verdict, parse_verdict
-from .assertions.registry import evaluate
+from .assertions.base import AssertionResult, EvalContext, EvalServices
+from .assertions.guardrails import Guardrail, check_input, check_output
+from .assertions.registry import evaluate, guardrail_for
 from .bundle import Bundle
 from .durations import parse_duration
 from .errors import ProviderError
+from .evalctx import EvalEnvironment, eval_metadata, spend_of
 from .persona import persona_system_prompt, swap_roles
 from .plan import RunCombination
 from .providers.base import Provider
@@ -34,6 +34,7 @@ class _Prepared:
     tools: list[ToolDefinition]
     allowed: set[str]
     prompt: PromptConfigSpec | None
+    guards: list[Guardrail]
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class _Run:
     provider: Provider
     prepared: _Prepared
     result: RunResult
+    services: EvalServices
     messages: list[Message] = field(default_factory=list)
     total_tool_calls: int = 0
 
@@ -60,6 +62,7 @@ class ConversationExecutor:
         self.tools = tools or ToolRunner(bundle.tools)
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
         self._prepared: dict[str, _Prepared] = {}
+        self.evals = EvalEnvironment(bundle, providers, self.tools)
 
     async def aclose(self) -> None:
         await self.tools.aclose()
@@ -74,7 +77,8 @@ class ConversationExecutor:
             names = list(prompt.allowed_tools) if prompt else list(self.bundle.tools)
             allowed = {n for n in names if n in self.bundle.tools} - set(scenario.tool_policy.blocklist)
             tools = [definition(self.bundle.tools[n]) for n in names if n in allowed]
-            self._prepared[scenario_id] = _Prepared(system, tools, allowed, prompt)
+            guards = [guardrail_for(v) for v in (prompt.validators if prompt else []) if v.enabled]
+            self._prepared[scenario_id] = _Prepared(system, tools, allowed, prompt, guards)
         return self._prepared[scenario_id]
 
     async def execute(self, combo: RunCombination) -> RunResult:
@@ -83,7 +87,7 @@ class ConversationExecutor:
         provider = self.providers[combo.provider_id]
         result = RunResult(run_id=combo.run_id, scenario_id=combo.scenario_id, provider_id=combo.provider_id,
                            region=combo.region, trial=combo.trial, prompt_pack=self.bundle.root.name)
-        run = _Run(combo, scenario, provider, self._prepare(combo.scenario_id), result)
+        run = _Run(combo, scenario, provider, self._prepare(combo.scenario_id), result, self.evals.services(result))
         result.params = self._params(run)
         try:
             await asyncio.wait_for(self._converse(run), self.run_timeout)
@@ -97,11 +101,8 @@ class ConversationExecutor:
             result.error, result.error_kind = f"{type(exc).__name__}: {exc}", "internal"
         result.messages = run.messages
         if not result.error:
-            try:
-                result.conversation_assertions = await self._check(run, self._conversation_assertions(scenario),
-                                                                   "conversation", run.messages)
-            except ProviderError as exc:
-                result.error, result.error_kind = f"judge: {exc}", exc.kind
+            result.conversation_assertions = await self._check(run, self._conversation_assertions(scenario),
+                                                               "conversation", run.messages)
         for message in run.messages:
             if message.role == "assistant" and message.cost_info:
                 result.cost.add(message.cost_info)
@@ -122,64 +123,105 @@ class ConversationExecutor:
         return value if value is not None else self.bundle.arena.defaults.max_tokens
 
     def _conversation_assertions(self, scenario: ScenarioSpec) -> list[AssertionSpec]:
-        return [*scenario.conversation_assertions, *self.bundle.arena.globals.conversation_assertions]
+        """As upstream: the arena's globals first, then the scenario's own."""
+        return [*self.bundle.arena.globals.conversation_assertions, *scenario.conversation_assertions]
 
     async def _converse(self, run: _Run) -> None:
         for turn in run.scenario.turns:
             if turn.role == "user":
                 run.messages.append(Message("user", turn.content or "", meta=_parts_meta(turn)))
-                new = await self._assistant_turn(run)
-                await self._check_turn(run, turn, new)
+                new = await self._assistant_turn(run, self._streams(run, turn))
+                await self._check_turn(run, turn, [run.messages[-len(new) - 1], *new])
             else:
                 await self._self_play(run, turn)
 
-    async def _assistant_turn(self, run: _Run) -> list[Message]:
-        """One assistant turn: call the model; run the tools it asks for and call again, within limits."""
-        policy = run.scenario.tool_policy
+    def _streams(self, run: _Run, turn: Turn) -> bool:
+        return run.scenario.streaming if turn.streaming is None else turn.streaming
+
+    async def _assistant_turn(self, run: _Run, stream: bool) -> list[Message]:
+        """One assistant turn: call the model; run the tools it asks for and call again, within limits.
+        The prompt's validators act on the user's message (input) and on every reply (output)."""
         new: list[Message] = []
+        blocked = await self._input_guard(run)
+        if blocked is not None:
+            run.messages.append(blocked)
+            return [blocked]
         calls_this_turn = 0
         while True:
             request = ChatRequest(
                 system=run.prepared.system, messages=run.messages, tools=run.prepared.tools,
                 temperature=self._temperature(run.provider), max_tokens=self._max_tokens(run.provider),
-                seed=self.bundle.arena.defaults.seed, stream=run.scenario.streaming,
+                seed=self.bundle.arena.defaults.seed, stream=stream,
                 context={"scenario_id": run.combo.scenario_id},
             )
             response = await run.provider.chat(request)
             reply = Message("assistant", response.content, list(response.tool_calls), latency_ms=response.latency_ms,
                             ttft_ms=response.ttft_ms, cost_info=run.provider.cost(response.usage))
-            if run.prepared.prompt and run.prepared.prompt.validators:
-                results, delivered = run_validators(run.prepared.prompt.validators, reply.content)
-                reply.meta["validators"] = results
-                if delivered != reply.content:
-                    reply.meta["original_content"] = reply.content
-                    reply.content = delivered
+            if response.parts:
+                reply.meta["parts"] = response.parts
+            await self._output_guard(run, reply, stream)
             if run.result.ttft_ms is None and response.ttft_ms is not None:
                 run.result.ttft_ms = response.ttft_ms
             run.messages.append(reply)
             new.append(reply)
-            if not response.tool_calls:
+            if not reply.tool_calls:
                 return new
-            limited = False
-            for call in response.tool_calls:
-                if limited or calls_this_turn >= policy.max_tool_calls_per_turn or (
-                    policy.max_total_tool_calls is not None and run.total_tool_calls >= policy.max_total_tool_calls
-                ):
-                    # Every call gets an answer, or the next request is malformed for OpenAI and Anthropic.
-                    limited = True
-                    tool_result = ToolResult(call.id, call.name, '{"error": "tool call limit reached"}',
-                                             "tool call limit reached")
-                else:
-                    tool_result = await self.tools.execute(call, run.prepared.allowed)
-                    run.result.tool_stats.record(call.name, tool_result.error is not None)
-                    calls_this_turn += 1
-                    run.total_tool_calls += 1
-                run.messages.append(Message("tool", tool_result.content, tool_result=tool_result))
-                new.append(run.messages[-1])
+            calls_this_turn, limited = await self._run_tools(run, reply, new, calls_this_turn)
             if limited:
                 run.result.violations.append(
                     f"tool call limit reached ({calls_this_turn} this turn, {run.total_tool_calls} total)")
                 return new
+
+    async def _run_tools(self, run: _Run, reply: Message, new: list[Message], done: int) -> tuple[int, bool]:
+        policy = run.scenario.tool_policy
+        limited = False
+        for call in reply.tool_calls:
+            if limited or done >= policy.max_tool_calls_per_turn or (
+                policy.max_total_tool_calls is not None and run.total_tool_calls >= policy.max_total_tool_calls
+            ):
+                # Every call gets an answer, or the next request is malformed for OpenAI and Anthropic.
+                limited = True
+                tool_result = ToolResult(call.id, call.name, '{"error": "tool call limit reached"}',
+                                         "tool call limit reached")
+            else:
+                tool_result = await self.tools.execute(call, run.prepared.allowed)
+                run.result.tool_stats.record(call.name, tool_result.error is not None)
+                done += 1
+                run.total_tool_calls += 1
+            run.messages.append(Message("tool", tool_result.content, tool_result=tool_result))
+            new.append(run.messages[-1])
+        return done, limited
+
+    def _guard_context(self, run: _Run, messages: list[Message], judged: str) -> EvalContext:
+        metadata = eval_metadata(messages)
+        metadata["budget"] = spend_of(messages)  # a guardrail sees the real spend (upstream seeds it)
+        return EvalContext("guardrail", messages, messages, EvalServices(run_tool=run.services.run_tool),
+                           metadata, judged)
+
+    async def _input_guard(self, run: _Run) -> Message | None:
+        guards = run.prepared.guards
+        if not guards or not run.messages or run.messages[-1].role != "user":
+            return None
+        fired = await check_input(guards, self._guard_context(run, run.messages, run.messages[-1].content))
+        if fired is None:
+            return None
+        return Message("assistant", fired[1], latency_ms=0.0, meta={"validators": [fired[0]], "blocked": "input"})
+
+    async def _output_guard(self, run: _Run, reply: Message, stream: bool) -> None:
+        if not run.prepared.guards:
+            return
+        firings, delivered = await check_output(
+            run.prepared.guards, reply.content,
+            lambda text: self._guard_context(run, [*run.messages, Message("assistant", text, reply.tool_calls,
+                                                                          latency_ms=reply.latency_ms,
+                                                                          cost_info=reply.cost_info)], text),
+            stream)
+        if firings:
+            reply.meta["validators"] = firings
+        if delivered != reply.content or firings:
+            reply.meta["original_content"] = reply.content
+            reply.content = delivered
+            reply.tool_calls = []  # an enforced reply ends the tool loop, as upstream
 
     async def _self_play(self, run: _Run, turn: Turn) -> None:
         """A persona's provider plays the user for `turns` exchanges; with `max_turns`, it may go on up to that
@@ -193,11 +235,13 @@ class ConversationExecutor:
         system = persona_system_prompt(persona, self.bundle.variables_for(run.scenario)) if persona else ""
         limit = max(turn.turns, turn.max_turns or 0)
         for exchange in range(1, limit + 1):
+            replies = sum(1 for m in run.messages if m.role == "assistant")
             request = ChatRequest(
                 system=system, messages=swap_roles(run.messages),
                 temperature=persona.defaults.temperature if persona else None,
                 seed=persona.defaults.seed if persona else None,
-                context={"scenario_id": run.combo.scenario_id, "persona_id": turn.persona},
+                context={"scenario_id": run.combo.scenario_id, "persona_id": turn.persona,
+                         "arena_role": "self_play_user", "mock_turn": replies + 1},
             )
             response = await user_model.chat(request)
             text = response.content
@@ -206,43 +250,27 @@ class ConversationExecutor:
             if text:
                 run.messages.append(Message("user", text, latency_ms=response.latency_ms,
                                             meta={"self_play": True, "persona": turn.persona}))
-                new = await self._assistant_turn(run)
-                await self._check_turn(run, turn, new)
+                new = await self._assistant_turn(run, self._streams(run, turn))
+                await self._check_turn(run, turn, [run.messages[-len(new) - 1], *new])
             # As upstream: the marker ends the conversation only once `turns` exchanges are done.
             if done and exchange >= turn.turns:
                 return
 
-    async def _check_turn(self, run: _Run, turn: Turn, new: list[Message]) -> None:
+    async def _check_turn(self, run: _Run, turn: Turn, turn_messages: list[Message]) -> None:
         if not turn.assertions:
             return
-        results = await self._check(run, turn.assertions, "turn", new)
-        replies = [m for m in new if m.role == "assistant"]
+        results = await self._check(run, turn.assertions, "turn", turn_messages)
+        replies = [m for m in turn_messages if m.role == "assistant"]
         if replies:
             replies[-1].assertions.extend(results)
         if any(not r.passed for r in results):
             raise TurnFailed
 
     async def _check(
-        self, run: _Run, assertions: list[AssertionSpec], scope: str, messages: list[Message]
+        self, run: _Run, assertions: list[AssertionSpec], scope: str, turn_messages: list[Message]
     ) -> list[AssertionResult]:
-        async def judge(name: str, task: str, prompt: str | None) -> Verdict:
-            return await self._judge(run, name, task, prompt)
-
-        ctx = AssertionContext(scope, messages, run.messages, judge)
+        ctx = EvalContext(scope, list(run.messages), list(turn_messages), run.services, eval_metadata(run.messages))
         return [await evaluate(a, ctx) for a in assertions]
-
-    async def _judge(self, run: _Run, name: str, task: str, prompt: str | None) -> Verdict:
-        provider_id = self.bundle.judge_provider(name or None)
-        if provider_id is None:
-            raise ValueError(f"no judge named {name!r} (spec.judges)" if name else "no judge configured")
-        judge = self.providers[provider_id]
-        system = prompt or self.bundle.arena.judge_defaults.get("prompt") or DEFAULT_JUDGE_PROMPT
-        response = await judge.chat(ChatRequest(
-            system=str(system), messages=[Message("user", task)], temperature=0.0,
-            context={"scenario_id": run.combo.scenario_id, "judge": name},
-        ))
-        run.result.cost.add(judge.cost(response.usage))
-        return parse_verdict(response.content)
 
 
 def _parts_meta(turn: Turn) -> dict[str, Any]:

@@ -35,11 +35,12 @@ class Loaded:
 
 
 class Collector:
-    """Accumulates problems so `arena validate` can print all of them at once."""
+    """Accumulates problems (errors) and warnings so `arena validate` can print all of them at once."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[BundleProblem] = []
+        self.warnings: list[BundleProblem] = []
 
     def rel(self, path: Path) -> str:
         try:
@@ -48,17 +49,25 @@ class Collector:
             return str(path)
 
     def add(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> None:
+        self.problems.append(self._problem(file, doc, path, message))
+
+    def warn(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> None:
+        self.warnings.append(self._problem(file, doc, path, message))
+
+    def _problem(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> BundleProblem:
         path = list(path)
         line = line_of(doc, path) if doc is not None else 0
         # Fields are named as users think of them: `turns[2].type`, not `spec.turns[2].type`.
         shown = path[1:] if len(path) > 1 and path[0] == "spec" else path
-        self.problems.append(BundleProblem(file, line, format_path(shown), message))
+        return BundleProblem(file, line, format_path(shown), message)
 
 
 def pydantic_message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     if kind == "missing":
         return "required field is missing"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error") or error.get("msg", "invalid value"))
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"got {error.get('input')!r}, expected one of {expected}"

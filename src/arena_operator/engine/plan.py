@@ -41,16 +41,16 @@ def _matches(globs: Iterable[str], *names: str) -> bool:
 
 
 def scenario_providers(bundle: Bundle, scenario: ScenarioSpec) -> list[str]:
-    """Its `providers`, else its group's providers (group `default` unless set), else all providers."""
+    """As upstream: its `providers`, else its group's providers (group `default` unless set), else all
+    providers; then only those declaring every `required_capabilities` entry."""
     if scenario.providers:
         return list(scenario.providers)
     group = scenario.provider_group or "default"
-    in_group = [p for p, g in bundle.provider_groups.items() if g == group]
-    if in_group:
-        return in_group
-    if scenario.provider_group:
-        return []
-    return list(bundle.providers)
+    chosen = [p for p, g in bundle.provider_groups.items() if g == group] or list(bundle.providers)
+    if scenario.required_capabilities:
+        needed = set(scenario.required_capabilities)
+        chosen = [p for p in chosen if needed <= set(bundle.providers[p].capabilities)]
+    return chosen
 
 
 def select_scenarios(bundle: Bundle, filters: RunFilters) -> list[str]:

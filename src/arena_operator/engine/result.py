@@ -74,6 +74,12 @@ class RunResult:
         return [r for m in self.messages for r in m.assertions]
 
     @property
+    def warnings(self) -> list[str]:
+        """Where an outcome rests on upstream behaviour worth a second look (each once, in order)."""
+        found = [w for r in (*self.turn_assertions, *self.conversation_assertions) for w in r.warnings]
+        return list(dict.fromkeys(found))
+
+    @property
     def failed_assertions(self) -> list[AssertionResult]:
         return [r for r in (*self.turn_assertions, *self.conversation_assertions) if not r.passed]
 
@@ -118,4 +124,5 @@ class RunResult:
             "Status": self.status,
             "Passed": self.passed,
             "conversation_assertions": summarise(self.conversation_assertions),
+            "Warnings": self.warnings,
         }

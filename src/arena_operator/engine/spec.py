@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -92,7 +93,9 @@ class AssertionSpec(Model):
     params: dict[str, Any] = Field(default_factory=dict)
     message: str | None = None
     when: When | None = None
-    min_score: float | None = None
+    pass_threshold: float | None = Field(default=None, ge=0, le=1)  # minimum pass rate across trials
+    min_score: float | None = None  # arena-operator's older spelling; upstream puts thresholds in params
+    max_score: float | None = None
 
     @field_validator("params", mode="before")
     @classmethod
@@ -108,6 +111,19 @@ class Turn(Model):
     persona: str | None = None
     turns: int = Field(default=1, ge=1)
     max_turns: int | None = Field(default=None, ge=1)
+    streaming: bool | None = None
+    # Read by upstream's conversation machinery (next release); loaded and kept here.
+    assistant_temp: float | None = None
+    user_temp: float | None = None
+    seed: int | None = None
+    consent_overrides: dict[str, str] | None = None
+    perturbations: dict[str, list[str]] | None = None
+    chaos: dict[str, Any] | None = None
+
+    @field_validator("turns", mode="before")
+    @classmethod
+    def _zero_turns(cls, value: Any) -> Any:
+        return 1 if value == 0 else value  # upstream treats 0 as the default
 
 
 class ToolPolicy(Model):
@@ -120,6 +136,14 @@ class ToolPolicy(Model):
 class ScenarioSpec(Model):
     id: str | None = None
     description: str
+    mode: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    context_metadata: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    constraints: dict[str, Any] | None = None
+    duplex: dict[str, Any] | None = None
+    voice: str | None = None
+    seed_memories: list[dict[str, Any]] = Field(default_factory=list)
     task_type: str | None = None
     turns: list[Turn] = Field(default_factory=list)
     conversation_assertions: list[AssertionSpec] = Field(default_factory=list)
@@ -133,7 +157,10 @@ class ScenarioSpec(Model):
     required_capabilities: list[str] = Field(default_factory=list)
 
 
-ProviderType = Literal["openai", "claude", "gemini", "ollama", "vllm", "mock", "replay"]
+ProviderRole = Literal["llm", "tts", "stt", "embedding", "image", "video", "inference"]
+# Every provider type upstream PromptKit registers (which of them run here: providers/registry.py).
+PROVIDER_TYPES = ("openai", "claude", "gemini", "ollama", "vllm", "mock", "replay", "imagen", "huggingface",
+                  "elevenlabs", "cartesia", "voyageai")
 
 
 class ProviderDefaults(Model):
@@ -161,7 +188,19 @@ class RateLimit(Model):
 
 class ProviderSpec(Model):
     id: str | None = None
-    type: ProviderType
+    type: str  # which types can run is providers/registry.py's business: any type upstream names loads
+    role: ProviderRole = "llm"
+    capabilities: list[str] = Field(default_factory=list)
+    platform: dict[str, Any] | None = None  # bedrock, vertex, azure: a hosting platform in front of the API
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in PROVIDER_TYPES:
+            close = difflib.get_close_matches(value, PROVIDER_TYPES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown provider type {value!r}{hint}; upstream knows {', '.join(PROVIDER_TYPES)}")
+        return value
     model: str = ""
     base_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -185,6 +224,14 @@ class Variable(Model):
 class Validator(Model):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+    enabled: bool = True
+    fail_on_violation: bool | None = None  # in the PromptPack spec; upstream always enforces
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _none_params(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 class PromptConfigSpec(Model):

@@ -42,10 +42,10 @@ class ToolRunner:
         started = time.perf_counter()
         try:
             content = await self._run(call, allowed)
-            error = None
+            error, kind = None, ""
         except ToolError as exc:
-            content, error = json.dumps({"error": str(exc)}), str(exc)
-        return ToolResult(call.id, call.name, content, error, (time.perf_counter() - started) * 1000)
+            content, error, kind = json.dumps({"error": str(exc)}), str(exc), exc.kind
+        return ToolResult(call.id, call.name, content, error, (time.perf_counter() - started) * 1000, kind)
 
     async def _run(self, call: ToolCall, allowed: set[str]) -> str:
         tool = self.tools.get(call.name)
@@ -56,7 +56,7 @@ class ToolRunner:
         except jsonschema.SchemaError as exc:
             raise ToolError(f"tool {call.name!r} has an invalid input_schema: {exc.message}") from None
         if invalid is not None:
-            raise ToolError(f"arguments do not match input_schema: {invalid.message}")
+            raise ToolError(f"arguments do not match input_schema: {invalid.message}", "validation")
         if tool.mode == "live" and tool.http is not None:
             return await self._http(tool, call.args)
         if tool.mode != "mock":

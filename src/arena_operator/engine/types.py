@@ -60,6 +60,7 @@ class ToolResult:
     content: str
     error: str | None = None
     latency_ms: float = 0.0
+    error_type: str = ""  # "validation": the arguments did not match the tool's input_schema
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.call_id, "name": self.name, "content": self.content}
@@ -131,3 +132,4 @@ class ChatResponse:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     finish_reason: str | None = None
+    parts: list[dict[str, Any]] = field(default_factory=list)  # multimodal content parts, when any

@@ -1,120 +1,203 @@
-"""Every assertion type by name (with upstream aliases), its required params, and how to run one."""
+"""Every assertion type by name (upstream's types and aliases), the `assertion`/`guardrail` wrappers, how an
+assertion turns a score into pass/fail, and the load-time checks of types and params.
+
+As upstream, every scenario assertion is wrapped: `params.min_score`/`params.max_score` (or the wrapper's)
+decide; with neither, a score of 1.0 is needed; an eval that could not score passes. Params reach the eval as
+written (aliases such as `banned_words` or `max_sentences` get no param translation in scenarios, as upstream).
+"""
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec import AssertionSpec
-from . import content, guardrails, judge, structured, tools
-from .base import AssertionContext, AssertionResult, Check
+from ..spec import AssertionSpec, Validator
+from .base import AssertionResult, EvalContext, Score, number, tool_call_records
+from .catalog import ALIASES, EVAL_TYPES, EXTENSION_ALIASES, EXTENSIONS, EvalType
+from .content import content_excludes_partial, max_length_partial
+from .guardrails import Guardrail, compile_guardrail
 
-ASSERTION_TYPES: dict[str, Check] = {
-    "contains": content.contains,
-    "content_includes": content.contains,
-    "contains_any": content.contains_any,
-    "content_excludes": content.excludes,
-    "content_not_includes": content.excludes,
-    "not_contains": content.excludes,
-    "regex": content.regex,
-    "content_matches": content.regex,
-    "min_length": content.min_length,
-    "max_length": content.max_length,
-    "sentence_count": content.sentence_count,
-    "max_latency": content.max_latency,
-    "latency": content.max_latency,
-    "max_cost": content.max_cost,
-    "cost": content.max_cost,
-    "json_valid": structured.json_valid,
-    "is_valid_json": structured.json_valid,
-    "json_schema": structured.json_schema,
-    "json_path": structured.json_path,
-    "tools_called": tools.tools_called,
-    "tool_called": tools.tools_called,
-    "tools_not_called": tools.tools_not_called,
-    "tool_args": tools.tool_args,
-    "tool_call_count": tools.tool_call_count,
-    "tool_call_sequence": tools.tool_call_sequence,
-    "no_tool_errors": tools.no_tool_errors,
-    "tool_result_includes": tools.tool_result_includes,
-    "llm_judge": judge.llm_judge,
-    "llm_judge_session": judge.llm_judge,
-    "llm_judge_conversation": judge.llm_judge,
-    "guardrail_triggered": guardrails.guardrail_triggered,
-}
-WRAPPER = "assertion"
-KNOWN_TYPES = frozenset([*ASSERTION_TYPES, WRAPPER])
-
-_ONE_OF: dict[str, tuple[str, ...]] = {
-    "contains": content.PATTERN_KEYS,
-    "contains_any": content.PATTERN_KEYS,
-    "content_excludes": content.PATTERN_KEYS,
-    "regex": ("pattern", "regex"),
-    "min_length": ("min", "length", "value", "min_length"),
-    "max_length": ("max", "length", "value", "max_length"),
-    "max_latency": ("max_ms", "max", "value"),
-    "max_cost": ("max_usd", "max", "value"),
-    "json_schema": ("schema",),
-    "json_path": ("jmespath_expression", "expression"),
-    "tools_called": ("tools", "tool_names", "tool", "name", "min_calls"),
-    "tools_not_called": ("tools", "tool_names", "tool", "name"),
-    "tool_call_sequence": ("sequence", "tools"),
-    "llm_judge": ("criteria", "prompt"),
-    "assertion": ("eval_type",),
-}
-# Aliases share their canonical type's required params: map each alias to the name _ONE_OF uses.
-_CANONICAL = {alias: name for name in _ONE_OF if name in ASSERTION_TYPES
-              for alias, check in ASSERTION_TYPES.items() if check is ASSERTION_TYPES[name]}
+WRAPPERS = ("assertion", "guardrail")
+THRESHOLDS = ("min_score", "max_score")
+BY_NAME: dict[str, EvalType] = {e.name: e for e in (*EVAL_TYPES, *EXTENSIONS)}
+ALL_ALIASES = {**ALIASES, **EXTENSION_ALIASES}
+EVAL_NAMES = frozenset([*BY_NAME, *ALL_ALIASES])
+KNOWN_TYPES = frozenset([*EVAL_NAMES, *WRAPPERS])
+STREAMABLE = {"content_excludes": content_excludes_partial, "max_length": max_length_partial}
 
 
-def required_params(kind: str, params: dict[str, Any]) -> list[str]:
-    """Names of params the assertion lacks (one of several accepted names is enough)."""
-    if kind == WRAPPER:
-        inner = params.get("eval_type")
-        if not inner:
-            return ["eval_type"]
-        if inner not in ASSERTION_TYPES:
-            return [f"eval_type (unknown assertion {inner!r})"]
-        return required_params(str(inner), params.get("eval_params") or {})
-    accepted = _ONE_OF.get(_CANONICAL.get(kind, kind))
-    if accepted and not any(params.get(name) is not None for name in accepted):
-        return [accepted[0]]
-    return []
+def resolve(name: str) -> EvalType:
+    return BY_NAME[ALL_ALIASES.get(name, name)]
 
 
-def _when_holds(a: AssertionSpec, ctx: AssertionContext) -> bool:
+def suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class Resolved:
+    """What an assertion evaluates: the eval, its params, the thresholds, and notes about legacy spellings."""
+
+    type: str
+    params: dict[str, Any]
+    low: float | None
+    high: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def unwrap(a: AssertionSpec) -> Resolved:
+    params = dict(a.params)
+    low, high = number(params, "min_score"), number(params, "max_score")
+    inner = {k: v for k, v in params.items() if k not in THRESHOLDS}
+    kind = a.type
+    while kind in WRAPPERS:  # a wrapper's eval_params are the inner eval's params
+        kind = str(inner.get("eval_type") or "")
+        inner = dict(inner["eval_params"]) if isinstance(inner.get("eval_params"), dict) else {}
+    warnings = []
+    for attr, key in ((a.min_score, "min_score"), (a.max_score, "max_score")):
+        if attr is not None and number(params, key) is None:
+            warnings.append(f"{key} next to `type` is not upstream's schema (put it under params)")
+            low, high = (float(attr), high) if key == "min_score" else (low, float(attr))
+    return Resolved(kind, inner, low, high, warnings)
+
+
+def passes(score: float | None, low: float | None, high: float | None) -> bool:
+    if score is None:
+        return True
+    if low is None and high is None:
+        low = 1.0
+    return (low is None or score >= low) and (high is None or score <= high)
+
+
+def when_skip_reason(a: AssertionSpec, ctx: EvalContext) -> str:
+    """Why `when` does not hold ("" when it does), on this turn's tool calls (the whole run's for conversations)."""
     when = a.when
     if when is None:
-        return True
-    names = [c.name for c in ctx.tool_calls]
-    if when.tool_called and when.tool_called not in names:
-        return False
-    if when.tool_called_pattern and not any(re.search(when.tool_called_pattern, n) for n in names):
-        return False
+        return ""
+    scope = ctx.turn_messages if ctx.scope == "turn" and ctx.turn_messages else ctx.messages
+    names = [c.name for c in tool_call_records(scope)]
     if when.any_tool_called and not names:
-        return False
-    return not (when.min_tool_calls is not None and len(names) < when.min_tool_calls)
+        return "no tool calls in turn"
+    if when.tool_called and when.tool_called not in names:
+        return f"tool {when.tool_called!r} not called"
+    if when.tool_called_pattern:
+        try:
+            if not any(re.search(when.tool_called_pattern, n) for n in names):
+                return f"no tool matching pattern {when.tool_called_pattern!r}"
+        except re.error as exc:
+            return f"invalid tool_called_pattern: {exc}"
+    if when.min_tool_calls and len(names) < when.min_tool_calls:
+        return f"only {len(names)} tool call(s), need {when.min_tool_calls}"
+    return ""
 
 
-def _unwrap(a: AssertionSpec) -> AssertionSpec:
-    """`type: assertion` wraps another type: {eval_type, eval_params, min_score}."""
-    params = a.params
-    return AssertionSpec(type=str(params["eval_type"]), params=dict(params.get("eval_params") or {}),
-                         message=a.message, when=a.when,
-                         min_score=params.get("min_score", a.min_score))
+async def evaluate(a: AssertionSpec, ctx: EvalContext) -> AssertionResult:
+    """Run one assertion. A `when` that does not hold skips it (passed, marked skipped)."""
+    label = f"assertion:{unwrap(a).type}" if a.type in WRAPPERS else a.type
+    reason = when_skip_reason(a, ctx)
+    if reason:
+        return AssertionResult(label, True, f"skipped: {reason}", skipped=True)
+    target = unwrap(a)
+    try:
+        score = await run_eval(target.type, target.params, ctx)
+    except Exception as exc:
+        score = Score(0.0, f"eval error: {type(exc).__name__}: {exc}", error=str(exc))
+    passed = passes(score.score, target.low, target.high)
+    if score.score is None and score.error:
+        target.warnings.append(f"the eval could not score ({score.error}); upstream passes it")
+    message = score.explanation or ("passed" if passed else "failed")
+    if a.message and not passed:
+        message = f"{a.message}: {message}"
+    warnings = [*target.warnings, *score.warnings]
+    if warnings:
+        message += "".join(f" [upstream-compat: {w}]" for w in warnings)
+    details = dict(score.details)
+    if score.error:
+        details["error"] = score.error
+    return AssertionResult(label, passed, message, details, score.score, score.skipped, warnings)
 
 
-async def evaluate(a: AssertionSpec, ctx: AssertionContext) -> AssertionResult:
-    """Run one assertion. A `when` that does not hold skips it (counted as passed, marked skipped)."""
-    if not _when_holds(a, ctx):
-        return AssertionResult(a.type, True, "skipped: `when` condition not met", skipped=True)
-    target = _unwrap(a) if a.type == WRAPPER else a
-    result = ASSERTION_TYPES[target.type](target, ctx)
-    if inspect.isawaitable(result):
-        result = await result
-    if a.message and not result.passed:
-        result.message = f"{a.message}: {result.message}"
-    if a.type == WRAPPER:
-        result.type = f"{WRAPPER}:{target.type}"
-    return result
+async def run_eval(kind: str, params: dict[str, Any], ctx: EvalContext) -> Score:
+    result = resolve(kind).run(params, ctx)
+    return await result if inspect.isawaitable(result) else result  # type: ignore[return-value]
+
+
+def guardrail_for(validator: Validator) -> Guardrail:
+    """A prompt validator compiled into a guardrail (the loader has checked its type)."""
+    eval_type = resolve(validator.type)
+    return compile_guardrail(validator.type, dict(validator.params), validator.message or "", eval_type.run,
+                             STREAMABLE.get(eval_type.name))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Load-time checks
+
+
+def type_problem(kind: str) -> str | None:
+    if kind in KNOWN_TYPES:
+        return None
+    return f"unknown assertion {kind!r}{suggest(kind, KNOWN_TYPES)}"
+
+
+def param_problems(a: AssertionSpec) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about an assertion's params. Errors: a wrapper without a known eval_type. Warnings
+    (upstream loads the bundle, and the eval fails or ignores the param at run time): a missing required param,
+    an unknown param (with a suggestion), a scalar where upstream reads a list."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    if a.type in WRAPPERS:
+        inner = a.params.get("eval_type")
+        if not inner:
+            return [f"assertion {a.type!r} needs params.eval_type"], []
+        if str(inner) not in EVAL_NAMES:
+            return [f"params.eval_type: unknown assertion {inner!r}{suggest(str(inner), EVAL_NAMES)}"], []
+        kind, params = str(inner), a.params.get("eval_params") or {}
+        if not isinstance(params, dict):
+            return ["params.eval_params must be a mapping"], []
+        where = "params.eval_params"
+    else:
+        kind, params, where = a.type, a.params, "params"
+    spec = resolve(kind)
+    for alternatives in spec.required:
+        if not any(params.get(name) is not None for name in alternatives):
+            warnings.append(f"assertion {kind!r} needs {where}.{' or '.join(alternatives)} "
+                            "(without it upstream scores 0: the assertion fails)")
+    known = set(spec.params) | set(THRESHOLDS) | {"message"}  # upstream examples often put it here
+    for name, value in params.items():
+        if name not in known:
+            warnings.append(f"{where}.{name}: {kind!r} does not read this param{suggest(str(name), spec.params)}")
+        elif isinstance(value, str) and name in _LIST_PARAMS:
+            warnings.append(f"{where}.{name}: upstream reads a list here; a single string counts as none")
+    return errors, warnings
+
+
+_LIST_PARAMS = frozenset({"patterns", "tools", "tool_names", "fields", "sequence", "agents", "formats",
+                          "skill_names", "contexts", "presets", "expected_tools", "baseline_tools"})
+
+
+def validator_problem(kind: str) -> str | None:
+    if kind in EVAL_NAMES:
+        return None
+    return f"unknown validator {kind!r} (any eval type is a validator){suggest(kind, EVAL_NAMES)}"
+
+
+def vocabulary_markdown() -> str:
+    """The README's table of every type, generated from the catalog (tests keep the README in sync)."""
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
+    rows = ["| group | type (upstream aliases) | params | checks |", "|---|---|---|---|"]
+    for spec in EVAL_TYPES:
+        names = f"`{spec.name}`" + (f" ({', '.join(f'`{a}`' for a in aliases[spec.name])})"
+                                    if spec.name in aliases else "")
+        params = ", ".join(f"`{p}`" for p in spec.params) or "—"
+        needs = f" *(needs {spec.needs}: next release)*" if spec.needs else ""
+        rows.append(f"| {spec.group} | {names} | {params} | {spec.summary}{needs} |")
+    ours = ", ".join(f"`{e.name}`" for e in EXTENSIONS) + ", " + ", ".join(
+        f"`{a}` → `{t}`" for a, t in EXTENSION_ALIASES.items())
+    rows.append(f"| extensions | {ours} | | arena-operator's older names, not upstream types |")
+    return "\n".join(rows)

@@ -1,4 +1,15 @@
-"""Build provider objects from bundle specs, honouring `--mock-provider` and `--mock-config`."""
+"""Build provider objects from bundle specs, honouring `--mock-provider` and `--mock-config`.
+
+Every provider type upstream accepts loads. The ones spoken over plain HTTP run (`openai`, `vllm`, `ollama`,
+`claude`, `gemini`, `mock`); the others (`replay`, `imagen`, TTS/embedding services, providers behind a hosting
+`platform` such as bedrock, vertex or azure, any type this version does not know) become a provider whose every
+call fails with a clear message — the run that uses it is an error of kind `unsupported`, the other runs go
+on — and `--mock-provider` replaces them like any other.
+
+Mock fallbacks, as upstream: a mock with a file answers "Mock response for provider <id> model <model>" when
+nothing matches; a declared mock without a file "Mock response from <id> model <model>"; `--mock-provider`
+without any file "Mock response from provider".
+"""
 
 from __future__ import annotations
 
@@ -6,6 +17,7 @@ from pathlib import Path
 
 from ..errors import ProviderError
 from ..spec import ProviderSpec
+from ..types import ChatRequest, ChatResponse
 from .base import Provider
 from .claude import ClaudeProvider
 from .gemini import GeminiProvider
@@ -19,14 +31,48 @@ HTTP_PROVIDERS: dict[str, type[Provider]] = {
     "claude": ClaudeProvider,
     "gemini": GeminiProvider,
 }
+# Types upstream knows that need something this version does not speak (a recording, a media or voice API).
+NEEDS = {
+    "replay": "replays recorded sessions (session replay comes with the conversation machinery)",
+    "imagen": "calls Google's Imagen image-generation API",
+    "elevenlabs": "is a text-to-speech service (voice runs)", "cartesia": "is a text-to-speech service (voice runs)",
+    "voyageai": "is an embedding service", "huggingface": "is a classifier endpoint (used by classifier evals)",
+}
+GENERIC_MOCK_TEXT = "Mock response from provider"
 
 
-def _mock_config(spec: ProviderSpec, root: Path, override: Path | None, cache: dict[Path, MockConfig]) -> MockConfig:
+class UnavailableProvider(Provider):
+    """Stands in for a provider this version cannot call; every call is a ProviderError naming why."""
+
+    def __init__(self, provider_id: str, spec: ProviderSpec, reason: str) -> None:
+        super().__init__(provider_id, spec)
+        self.reason = reason
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        raise ProviderError(f"provider {self.id!r}: {self.reason}; run it with --mock-provider (and a mock config) "
+                            "or use an openai/claude/gemini/ollama/vllm provider", "unsupported")
+
+
+def unavailable_reason(spec: ProviderSpec) -> str | None:
+    """Why a non-mock provider cannot be called here, or None when it can."""
+    platform = (spec.platform or {}).get("type") if isinstance(spec.platform, dict) else None
+    if platform:
+        return f"type {spec.type!r} on platform {platform!r} needs that platform's authentication, not supported"
+    if spec.type in HTTP_PROVIDERS:
+        return None
+    if spec.type in NEEDS:
+        return f"type {spec.type!r} {NEEDS[spec.type]}, which this version does not support"
+    return f"type {spec.type!r} is not a provider type this version knows"
+
+
+def _mock_config(spec: ProviderSpec, root: Path, override: Path | None, mock_all: bool,
+                 cache: dict[Path, MockConfig]) -> MockConfig:
     path = override
     if path is None and spec.additional_config.get("mock_config"):
         path = root / str(spec.additional_config["mock_config"])
     if path is None:
-        return MockConfig(None)
+        fallback = GENERIC_MOCK_TEXT if mock_all else f"Mock response from {spec.id or ''} model {spec.model}"
+        return MockConfig(None, fallback)
     path = path.resolve()
     if path not in cache:
         cache[path] = MockConfig.from_file(path)
@@ -43,12 +89,12 @@ def build_providers(
     cache: dict[Path, MockConfig] = {}
     built: dict[str, Provider] = {}
     for provider_id, spec in specs.items():
-        if spec.type == "replay" and not mock_all:
-            raise ProviderError(f"provider {provider_id!r}: type 'replay' is not supported yet; "
-                                "use --mock-provider or a mock provider", "unsupported")
         if mock_all or spec.type == "mock":
-            mock_spec = spec if spec.type == "mock" else spec.model_copy(update={"type": "mock"})
-            built[provider_id] = MockProvider(provider_id, mock_spec, _mock_config(spec, root, mock_config, cache))
-        else:
-            built[provider_id] = HTTP_PROVIDERS[spec.type](provider_id, spec)
+            mock_spec = spec.model_copy(update={"type": "mock", "id": provider_id})
+            built[provider_id] = MockProvider(provider_id, mock_spec,
+                                              _mock_config(mock_spec, root, mock_config, mock_all, cache))
+            continue
+        reason = unavailable_reason(spec)
+        built[provider_id] = (UnavailableProvider(provider_id, spec, reason) if reason
+                              else HTTP_PROVIDERS[spec.type](provider_id, spec))
     return built
