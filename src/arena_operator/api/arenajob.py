@@ -68,6 +68,10 @@ class DataGenSettings(ApiModel):
 
     count: int = Field(100, ge=1, description="Number of items to generate (exactly this many are written).")
     format: Literal["json", "jsonl", "csv"] = Field("jsonl", description="Output format: json, jsonl or csv.")
+    dedupe: bool = Field(True, description="Drop items whose normalised content was already generated (checked "
+                                           "across all workers) and generate replacements.")
+    seed: int | None = Field(None, ge=0, description="Base seed of the items' seeds (each item records its own); "
+                                                     "defaults to the arena file's defaults.seed.")
 
 
 class WorkerSettings(ApiModel):
@@ -213,10 +217,12 @@ class ArenaJobSpec(ApiModel):
 class JobProgress(ApiModel):
     """Work-unit counters, read from the queue's exactly-once counters."""
 
-    total: int = Field(0, ge=0, description="Work units planned.")
-    completed: int = Field(0, ge=0, description="Work units finished (passed or with failed assertions).")
-    failed: int = Field(0, ge=0, description="Work units that errored on every attempt.")
-    pending: int = Field(0, ge=0, description="Work units not finished yet.")
+    total: int = Field(0, ge=0, description="Work units planned (type datagen: items to generate).")
+    completed: int = Field(0, ge=0, description="Work units finished (passed or with failed assertions); type "
+                                                "datagen: items written.")
+    failed: int = Field(0, ge=0, description="Work units that errored on every attempt (type datagen: the items "
+                                             "of shards that failed).")
+    pending: int = Field(0, ge=0, description="Work units not finished yet (type datagen: items).")
 
 
 class JobResult(ApiModel):

@@ -118,6 +118,7 @@ WORKER_FAILED = "WorkerFailed"
 WORKER_JOB_FAILED = "WorkerJobFailed"
 NO_UNIT_RAN = "NoUnitRan"
 NO_REPORTS = "NoReports"
+DATA_INCOMPLETE = "DataIncomplete"  # a datagen job wrote fewer than dataGen.count items (a shard failed)
 REDIS_UNAVAILABLE = "RedisUnavailable"
 WORKSPACE_NOT_CONFIGURED = "WorkspaceNotConfigured"
 WORKSPACE_PATH_NOT_FOUND = "WorkspacePathNotFound"
