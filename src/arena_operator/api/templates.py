@@ -12,17 +12,18 @@ from pydantic import Field, field_validator, model_validator
 from .common import ApiModel, Duration, Time, free_form
 
 CRON_FIELD = r"[0-9A-Za-z*/,?#LW-]+"
-CRON_PATTERN = rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$"  # admission catches the shape; croniter checks the values
-TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"  # the shape of an IANA name; tzdata checks it
+# In the CRD only (admission catches the shape); the validators below say what is wrong in words.
+CRON_PATTERN = rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$"
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
 
 class ScheduleSpec(ApiModel):
     """Recurring runs: the job becomes a template and each trigger creates a child ArenaJob."""
 
-    cron: str = Field(min_length=9, max_length=200, pattern=CRON_PATTERN,
+    cron: str = Field(max_length=200, json_schema_extra={"pattern": CRON_PATTERN, "minLength": 9},
                       description="Cron expression (5 fields, minute hour day month weekday), "
                                                 "e.g. \"0 2 * * *\" for 2am daily.")
-    timezone: str = Field("UTC", max_length=64, pattern=TIMEZONE_PATTERN,
+    timezone: str = Field("UTC", max_length=64, json_schema_extra={"pattern": TIMEZONE_PATTERN},
                           description="IANA time zone the cron expression is read in, e.g. "
                                              "America/New_York.")
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
