@@ -7,13 +7,14 @@ table complete: a type added to the catalog without a passing and a failing row 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arena_operator.engine.assertions.base import EvalContext, EvalServices
 from arena_operator.engine.assertions.catalog import ALIASES, EVAL_TYPES, EXTENSION_ALIASES, EXTENSIONS
-from arena_operator.engine.assertions.registry import evaluate
+from arena_operator.engine.assertions.registry import evaluate, vocabulary_markdown
 from arena_operator.engine.spec import AssertionSpec
 from arena_operator.engine.types import CostInfo, Message, ToolCall, ToolResult
 
@@ -351,3 +352,11 @@ async def test_tool_exec_runs_a_tool() -> None:
                            ({"tool": "run_tests", "failure_pattern": "PASS"}, False),
                            ({"tool": "broken"}, False)):
         assert (await evaluate(AssertionSpec(type="tool_exec", params=params), ctx)).passed is passed
+
+
+def test_readme_lists_the_vocabulary_generated_from_the_catalog() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert vocabulary_markdown() in readme, "regenerate the README table with registry.vocabulary_markdown()"
+    for spec in EVAL_TYPES:
+        assert f"`{spec.name}`" in readme
+    assert all(row.count("|") == 5 for row in vocabulary_markdown().splitlines()), "a stray | splits a cell"

@@ -44,7 +44,7 @@ EVAL_TYPES: tuple[EvalType, ...] = (
     _e("contains_any", content.contains_any, "content", ("patterns",), "some reply so far contains one of "
        "the patterns", PATTERNS),
     _e("content_excludes", content.content_excludes, "content", ("patterns", "match_mode", "words"),
-       "no reply so far contains a pattern (`match_mode: substring|word_boundary`)"),
+       "no reply so far contains a pattern (`match_mode`: substring or word_boundary)"),
     _e("regex", content.regex, "content", ("pattern", "expect_match"), "last reply matches the Go regex "
        "(or not, with `expect_match: false`)", (("pattern",),)),
     _e("min_length", content.min_length, "content", ("min", "min_characters", "min_chars"),

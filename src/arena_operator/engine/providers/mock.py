@@ -102,6 +102,31 @@ def _bytes(value: str) -> int:
     return len(value.encode())
 
 
+_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+         ".webp": "image/webp", ".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg",
+         ".weba": "audio/webm", ".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
+_MEDIA_FIELDS = {"width": "width", "height": "height", "duration": "duration", "duration_seconds": "duration",
+                 "format": "format"}
+
+
+def eval_parts(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mock content parts (`{type: image, image_url: {url}, metadata: {width, …}}`) in the shape media evals
+    read (`{type, media: {url, mime_type, width, height, duration}}`); the MIME type comes from the URL."""
+    out = []
+    for part in parts:
+        kind = str(part.get("type", ""))
+        holder = part.get(f"{kind}_url")
+        if kind == "text" or not isinstance(holder, dict):
+            out.append({"type": kind, "text": str(part.get("text", ""))})
+            continue
+        url = str(holder.get("url", ""))
+        media: dict[str, Any] = {"url": url, "mime_type": _MIME.get(Path(url.split("?")[0]).suffix.lower(), "")}
+        metadata = part.get("metadata") if isinstance(part.get("metadata"), dict) else {}
+        media.update({_MEDIA_FIELDS[k]: v for k, v in metadata.items() if k in _MEDIA_FIELDS})
+        out.append({"type": kind, "media": media})
+    return out
+
+
 def _summary(parts: list[dict[str, Any]]) -> str:
     texts = [p.get("text", "") for p in parts if p.get("type") == "text" and p.get("text")]
     media = [p.get("type") for p in parts if p.get("type") in ("image", "audio", "video")]
@@ -160,7 +185,7 @@ class MockProvider(Provider):
         raw_calls = found.get("tool_calls") if isinstance(found.get("tool_calls"), list) else None
         if raw_calls is not None and kind == "text":
             kind = "tool_calls"
-        parts = [p for p in found.get("parts") or [] if isinstance(p, dict)]
+        parts = eval_parts([p for p in found.get("parts") or [] if isinstance(p, dict)])
         if not tools:
             return content or (_summary(parts) if parts else ""), [], parts
         if kind != "tool_calls":
