@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from arena_operator.operator.config import worker_pod_defaults
 from arena_operator.reconcile.worker_job import (
     SecretKeyRef,
     WorkerJobParams,
@@ -238,3 +239,34 @@ def test_long_names_stay_distinct() -> None:
     first, second = "x" * 100 + "-a", "x" * 100 + "-b"
     assert worker_job_name(first) != worker_job_name(second)
     assert worker_job_name(first) == worker_job_name(first)
+
+
+def test_operator_worker_defaults_then_the_jobs_own_overrides() -> None:
+    defaults = worker_pod_defaults({
+        "ARENA_WORKER_SERVICE_ACCOUNT": "arena-worker",
+        "ARENA_WORKER_RESOURCES": json.dumps({"requests": {"cpu": "250m", "memory": "256Mi"}}),
+        "ARENA_WORKER_NODE_SELECTOR": json.dumps({"pool": "llm"}),
+        "ARENA_WORKER_TOLERATIONS": json.dumps([{"key": "llm", "operator": "Exists", "effect": "NoSchedule"}]),
+        "ARENA_WORKER_POD_OVERRIDES": json.dumps({"priorityClassName": "batch-low",
+                                                  "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy"}]}),
+    })
+    job = replace(PARAMS, pod_defaults=defaults,
+                  pod_overrides={"nodeSelector": {"pool": "gpu"}, "resources": {"requests": {"cpu": "1"}}})
+    pod = build_worker_job(job)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["serviceAccountName"] == "arena-worker" and pod["priorityClassName"] == "batch-low"
+    assert pod["nodeSelector"] == {"pool": "gpu"}  # the job's own setting wins
+    assert pod["tolerations"] == [{"key": "llm", "operator": "Exists", "effect": "NoSchedule"}]
+    assert container["resources"]["requests"] == {"cpu": "1", "memory": "256Mi"}
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy"} in container["env"]
+    plain = build_worker_job(PARAMS)["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in plain and "nodeSelector" not in plain
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"ARENA_WORKER_RESOURCES": "{cpu: 1"}, "ARENA_WORKER_RESOURCES is not valid JSON"),
+    ({"ARENA_WORKER_TOLERATIONS": "{}"}, "ARENA_WORKER_TOLERATIONS must be a JSON list, got dict"),
+])
+def test_malformed_worker_defaults_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        worker_pod_defaults(env)

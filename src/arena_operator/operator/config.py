@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.store import DEFAULT_KEEP
 from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+
+
+def _json(env: Mapping[str, str], name: str, kind: type) -> Any:
+    """A JSON setting of the chart; a malformed one stops start-up naming the variable (never a silent default)."""
+    try:
+        value = json.loads(env[name])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def worker_pod_defaults(env: Mapping[str, str]) -> dict[str, Any]:
+    """The chart's worker defaults (service account, resources, nodeSelector, tolerations, podOverrides) as one
+    podOverrides-shaped dict; a job's own spec.workers.podOverrides is applied over it."""
+    defaults: dict[str, Any] = {}
+    if env.get("ARENA_WORKER_POD_OVERRIDES"):
+        defaults.update(_json(env, "ARENA_WORKER_POD_OVERRIDES", dict))
+    for name, key, kind in (("ARENA_WORKER_RESOURCES", "resources", dict),
+                            ("ARENA_WORKER_NODE_SELECTOR", "nodeSelector", dict),
+                            ("ARENA_WORKER_TOLERATIONS", "tolerations", list)):
+        if env.get(name):
+            defaults[key] = _json(env, name, kind)
+    if env.get("ARENA_WORKER_SERVICE_ACCOUNT"):
+        defaults["serviceAccountName"] = env["ARENA_WORKER_SERVICE_ACCOUNT"]
+    return defaults
 
 
 def _float(name: str, default: float) -> float:
@@ -33,6 +63,7 @@ class OperatorConfig:
     visibility_timeout: float
     aggregation_lease: float
     workspace_dir: Path | None = None  # the workspace volume for type workspace sources and contentPath
+    worker_pod_defaults: dict[str, Any] = field(default_factory=dict)  # podOverrides every worker pod starts from
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -52,6 +83,7 @@ class OperatorConfig:
             visibility_timeout=_float("ARENA_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             aggregation_lease=_float("ARENA_AGGREGATION_LEASE_SECONDS", DEFAULT_AGGREGATION_LEASE_SECONDS),
             workspace_dir=Path(os.environ["ARENA_WORKSPACE_DIR"]) if os.environ.get("ARENA_WORKSPACE_DIR") else None,
+            worker_pod_defaults=worker_pod_defaults(os.environ),
         )
 
     def base_url(self, port: int) -> str:

@@ -47,7 +47,8 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
     memo.job_settings = JobSettings(image=config.worker_image, worker_redis_url=config.worker_redis_url,
                                     max_units=config.max_units, config_wait=config.config_wait_seconds,
                                     visibility_timeout=config.visibility_timeout,
-                                    aggregation_lease=config.aggregation_lease)
+                                    aggregation_lease=config.aggregation_lease,
+                                    pod_defaults=config.worker_pod_defaults)
     memo.metrics = OperatorMetrics()
     memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port,
                                           memo.metrics.registry)

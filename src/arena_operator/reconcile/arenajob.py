@@ -50,6 +50,7 @@ class JobSettings:
     config_wait: float  # seconds a job waits for its ArenaConfig to become Ready before failing
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_SECONDS
     aggregation_lease: float = DEFAULT_AGGREGATION_LEASE_SECONDS
+    pod_defaults: dict[str, Any] = field(default_factory=dict)  # the chart's worker defaults (podOverrides form)
 
 
 @dataclass
@@ -263,7 +264,8 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
         namespace=ctx.namespace, job_name=ctx.name, job_uid=ctx.uid, image=ctx.settings.image, replicas=replicas,
         artifact_url=info.url, artifact_digest=info.digest, redis_url=ctx.settings.worker_redis_url,
         job_key=ctx.queue.key, output=output_of(ctx.spec), secrets=resolved.secrets, concurrency=config.concurrency,
-        pod_overrides=pod_overrides_of(ctx.spec), verbose=bool(ctx.spec.verbose),
+        pod_defaults=ctx.settings.pod_defaults, pod_overrides=pod_overrides_of(ctx.spec),
+        verbose=bool(ctx.spec.verbose),
     )
     created = await ctx.workloads.create_job(ctx.namespace, build_worker_job(params))
     name = worker_job_name(ctx.name)

@@ -83,6 +83,7 @@ class WorkerJobParams:
     ttl_seconds_after_finished: int | None = None
     metrics_port: int = 9090
     pod_overrides: Mapping[str, Any] | None = None  # spec.workers.podOverrides, wire (camelCase) form
+    pod_defaults: Mapping[str, Any] | None = None  # the operator's worker defaults, applied before pod_overrides
     verbose: bool = False  # spec.verbose: the worker logs at DEBUG
 
 
@@ -151,7 +152,8 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         env += [_secret(key, s3_secret, key) for key in S3_KEYS]
         env += [_secret(key, s3_secret, key, optional=True) for key in S3_OPTIONAL_KEYS]
     env += [_secret(s.env, s.secret_name, s.key) for s in sorted(p.secrets)]
-    env += copy.deepcopy(list((p.pod_overrides or {}).get("extraEnv") or []))
+    for overrides in (p.pod_defaults or {}, p.pod_overrides or {}):
+        env += copy.deepcopy(list(overrides.get("extraEnv") or []))
     names = [item["name"] for item in env]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -226,6 +228,7 @@ def build_worker_job(p: WorkerJobParams) -> dict[str, Any]:
         "backoffLimit": p.backoff_limit,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
+    _apply_pod_overrides(job_spec["template"], container, p.pod_defaults or {})
     _apply_pod_overrides(job_spec["template"], container, p.pod_overrides or {})
     if p.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = p.active_deadline_seconds
