@@ -155,8 +155,9 @@ def test_documented_defaults_are_in_the_crds() -> None:
     assert job["output"]["required"] == ["type"]
     job_spec = _schema(CRDS["arenajobs.omnia.altairalabs.ai"])["properties"]["spec"]
     assert "required" not in job_spec  # configRef or (Go form) sourceRef, exactly one: a CEL rule
-    assert job_spec["x-kubernetes-validations"] == [{"rule": "has(self.configRef) != has(self.sourceRef)",
-                                                     "message": "set exactly one of configRef and sourceRef"}]
+    assert job_spec["x-kubernetes-validations"][0] == {"rule": "has(self.configRef) != has(self.sourceRef)",
+                                                       "message": "set exactly one of configRef and sourceRef"}
+    assert "has(self.loadTest.targetRPS)" in job_spec["x-kubernetes-validations"][1]["rule"]
     source = _schema(CRDS["arenasources.omnia.altairalabs.ai"])["properties"]["spec"]["properties"]
     assert (source["interval"]["default"], source["timeout"]["default"], source["suspend"]["default"]) == \
         ("5m", "60s", False)

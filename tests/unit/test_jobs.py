@@ -13,7 +13,8 @@ from arena_operator.reconcile.arenajob import unsupported_reason
 def test_unsupported_job_kinds_are_named() -> None:
     base = {"configRef": {"name": "c"}}
     assert unsupported_reason(ArenaJobSpec.model_validate(base)) is None
-    assert "loadtest" in str(unsupported_reason(ArenaJobSpec.model_validate({**base, "type": "loadtest"})))
+    load = {**base, "type": "loadtest", "loadTest": {"targetRPS": 5}}
+    assert "loadtest" in str(unsupported_reason(ArenaJobSpec.model_validate(load)))
     nightly = ArenaJobSpec.model_validate({**base, "schedule": {"cron": "0 2 * * *"}})
     assert unsupported_reason(nightly) is None  # a template: reconcile.template runs it
 

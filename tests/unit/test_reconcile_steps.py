@@ -320,7 +320,7 @@ async def test_a_job_waits_for_its_config_then_gives_up(store: tuple[ArtifactSto
 
 
 @pytest.mark.parametrize(("spec", "kube", "reason", "words"), [
-    ({"type": "loadtest"}, None, "Unsupported", "loadtest"),
+    ({"type": "loadtest", "loadTest": {"targetRPS": 5}}, None, "Unsupported", "loadtest"),
     ({"scenarios": {"include": ["none-*"]}}, None, "EmptyPlan", "no work units"),
     ({"output": {"type": "pvc", "pvc": {"claimName": "absent"}}}, FakeKube(), "ClaimNotFound",
      "PersistentVolumeClaim ns/absent"),

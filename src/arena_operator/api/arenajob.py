@@ -39,6 +39,8 @@ JobType = Literal["evaluation", "loadtest", "datagen"]
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Scheduled"]
 OutputFormat = Literal["junit", "json", "csv"]
 OUTPUT_BLOCKS: dict[str, str] = {"s3": "s3", "pvc": "pvc"}
+LOAD_TARGET_MISSING = ("type loadtest needs loadTest.targetRPS (open model) or loadTest.concurrency / "
+                       "loadTest.vusPerWorker (closed model)")
 
 
 class EvaluationSettings(ApiModel):
@@ -49,16 +51,22 @@ class EvaluationSettings(ApiModel):
 
 
 class LoadTestSettings(ApiModel):
-    """Settings for type loadtest (an open-model, constant-arrival-rate test)."""
+    """Settings for type loadtest: with targetRPS an open model (scenario runs started per second, whatever the
+    provider's latency: arrivals that cannot start are counted as dropped), else a closed model of concurrency /
+    vusPerWorker virtual users running scenarios back to back (the Go operator's form)."""
 
     ramp_up: Duration = Field("30s", description="Time to ramp the arrival rate up from zero to targetRPS.")
     duration: Duration = Field("5m", description="Total test duration, ramp-up included.")
     target_rps: int | None = Field(None, alias="targetRPS", ge=1,
-                                   description="Target requests per second across all workers.")
-    concurrency: int | None = Field(None, ge=1, description="Go form: work items in flight across all workers.")
-    vus_per_worker: int | None = Field(None, ge=1, description="Go form: virtual users per worker pod.")
-    ramp: RampSettings | None = Field(None, description="Go form: concurrency ramp-up and ramp-down.")
-    budget_limit: str | None = Field(None, description="Go form: cost (in budgetCurrency) at which the test stops.")
+                                   description="Target scenario runs started per second across all workers.")
+    concurrency: int | None = Field(None, ge=1, description="Go form: virtual users (runs in flight) across all "
+                                                            "workers; with targetRPS, the cap on runs in flight.")
+    vus_per_worker: int | None = Field(None, ge=1, description="Go form: virtual users per worker pod; with "
+                                                               "targetRPS, the cap on runs in flight per worker.")
+    ramp: RampSettings | None = Field(None, description="Go form: ramp-up and ramp-down.")
+    budget_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?$",
+                                     description="Go form: cost (in budgetCurrency) at which the test stops, "
+                                                 "failing with reason BudgetExceeded (results are kept).")
     budget_currency: str | None = Field(None, description="Go form: currency of budgetLimit, e.g. USD.")
     thresholds: list[LoadThreshold] | None = Field(None, description="Go form: SLOs checked after the test.")
 
@@ -148,7 +156,10 @@ class ArenaJobSpec(ApiModel):
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
         "rule": "has(self.configRef) != has(self.sourceRef)",
-        "message": "set exactly one of configRef and sourceRef"}]})
+        "message": "set exactly one of configRef and sourceRef"}, {
+        "rule": "!has(self.type) || self.type != 'loadtest' || (has(self.loadTest) && (has(self.loadTest.targetRPS) "
+                "|| has(self.loadTest.concurrency) || has(self.loadTest.vusPerWorker)))",
+        "message": LOAD_TARGET_MISSING}]})
 
     config_ref: LocalObjectReference | None = Field(None, description="The ArenaConfig to run (or sourceRef).")
     source_ref: LocalObjectReference | None = Field(
@@ -206,6 +217,9 @@ class ArenaJobSpec(ApiModel):
     def _config_or_source(self) -> ArenaJobSpec:
         if (self.config_ref is None) == (self.source_ref is None):
             raise ValueError("set exactly one of configRef and sourceRef")
+        load = self.load_test
+        if self.type == "loadtest" and not (load and (load.target_rps or load.concurrency or load.vus_per_worker)):
+            raise ValueError(LOAD_TARGET_MISSING)
         return self
 
     @property

@@ -2,8 +2,8 @@
 
 ``spec.providers`` names Provider objects per group, either as a pool (a list of entries) or as a 1:1 mapping
 of the bundle's provider ids to Provider objects (a map); like the Go CRD, the CRD keeps each group untyped
-(an array or an object) and the model checks it. The load-test fields are accepted and kept so that such
-manifests apply unchanged; load testing itself is not implemented yet (a loadtest job fails ``Unsupported``).
+(an array or an object) and the model checks it. The load-test fields (a closed model: virtual users running
+scenarios back to back, thresholds, a budget) run in the same engine as the documented open model (loadtest/).
 How the two forms map onto one model, and which wins when both are set, is in ``runplan/forms.py``.
 """
 
@@ -60,17 +60,20 @@ ProviderGroup = Annotated[
 
 
 class RampSettings(ApiModel):
-    """Load-test concurrency ramp (Go form; accepted, not implemented yet)."""
+    """Load-test ramp (Go form): of the virtual users (closed model) or of the arrival rate (open model)."""
 
-    up: Duration | None = Field(None, description="Time to ramp from 0 to the target concurrency.")
+    up: Duration | None = Field(None, description="Time to ramp from 0 to the target (virtual users or arrival "
+                                                  "rate); wins over rampUp.")
     down: Duration | None = Field(None, description="Time to ramp down to 0 at the end.")
 
 
 class LoadThreshold(ApiModel):
-    """A load-test SLO evaluated after the test (Go form; accepted, not implemented yet)."""
+    """A load-test SLO evaluated on the merged data after the test; a metric that cannot be computed fails it."""
 
     metric: Literal["latency_avg", "latency_p50", "latency_p90", "latency_p95", "latency_p99", "ttft_avg",
                     "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99", "error_rate", "pass_rate", "total_cost",
-                    "rate_limit_rate"] = Field(description="The metric, e.g. latency_p95 or error_rate.")
+                    "rate_limit_rate", "rps"] = Field(description="The metric, e.g. latency_p95 or error_rate.")
     operator: Literal["<", ">", "<=", ">="] = Field(description="Comparison: <, >, <= or >=.")
-    value: str = Field(min_length=1, description="Target: a duration (3s), a rate (0.01) or a cost (50.00).")
+    value: str = Field(min_length=1, description="Target: a duration for latency and TTFT (3s, 500ms; a plain "
+                                                 "number is milliseconds), a fraction for the rates (0.01), a cost "
+                                                 "(50.00) or requests per second (rps).")

@@ -41,6 +41,7 @@ REGRESSED = "Regressed"  # ArenaJob (abnormal-true): the run got worse than its 
 STALLED = "Stalled"  # every kind (abnormal-true, kstatus): the spec cannot be acted on until it is changed
 FETCH_FAILED_CONDITION = "FetchFailed"  # ArenaSource (abnormal-true, as Flux): the last fetch failed
 SPEC_WARNING = "SpecWarning"  # ArenaJob (True, not part of Ready): both forms of a setting are set; says which wins
+THRESHOLDS = "Thresholds"  # ArenaJob type loadtest: True when every threshold held on the merged data, else False
 
 # -- reasons: progress and success --------------------------------------------------------------------
 SUCCEEDED = "Succeeded"
@@ -69,6 +70,8 @@ CONFIG_READY = "ConfigReady"
 CREATED = "Created"
 RUNNING = "Running"
 SCALED = "Scaled"
+THRESHOLDS_PASSED = "ThresholdsPassed"
+NO_THRESHOLDS = "NoThresholds"
 BOTH_FORMS_PRESENT = "BothFormsPresent"
 
 # -- reasons: waiting (retried) -----------------------------------------------------------------------
@@ -118,6 +121,8 @@ WORKER_FAILED = "WorkerFailed"
 WORKER_JOB_FAILED = "WorkerJobFailed"
 NO_UNIT_RAN = "NoUnitRan"
 NO_REPORTS = "NoReports"
+THRESHOLDS_FAILED = "ThresholdsFailed"
+BUDGET_EXCEEDED = "BudgetExceeded"
 DATA_INCOMPLETE = "DataIncomplete"  # a datagen job wrote fewer than dataGen.count items (a shard failed)
 REDIS_UNAVAILABLE = "RedisUnavailable"
 WORKSPACE_NOT_CONFIGURED = "WorkspaceNotConfigured"
