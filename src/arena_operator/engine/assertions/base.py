@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..types import Message
@@ -82,7 +83,7 @@ class EvalServices:
     run_tool: Callable[[str, dict[str, Any], float], Awaitable[Any]] | None = None  # → ToolResult
 
 
-@dataclass(slots=True)
+@dataclass
 class EvalContext:
     """The conversation as an eval sees it.
 
@@ -114,7 +115,7 @@ class EvalContext:
             return [(max(0, len(self.messages) - 1), self.guardrail_output)]
         return [(i, m.content) for i, m in enumerate(self.messages) if m.role == "assistant"]
 
-    @property
+    @cached_property
     def tool_calls(self) -> list[ToolCallRecord]:
         return tool_call_records(self.messages)
 

@@ -168,13 +168,18 @@ def param_problems(a: AssertionSpec) -> tuple[list[str], list[str]]:
                             "(without it upstream scores 0: the assertion fails)")
     known = set(spec.params) | set(THRESHOLDS) | {"message"}  # upstream examples often put it here
     for name, value in params.items():
-        if name not in known:
+        if name in _LEGACY.get(spec.name, {}) and _LEGACY[spec.name][name] not in params:
+            warnings.append(f"{where}.{name}: upstream reads {_LEGACY[spec.name][name]} (arena-operator accepts "
+                            f"{name}; upstream would fail this assertion)")
+        elif name not in known:
             warnings.append(f"{where}.{name}: {kind!r} does not read this param{suggest(str(name), spec.params)}")
         elif isinstance(value, str) and name in _LIST_PARAMS:
             warnings.append(f"{where}.{name}: upstream reads a list here; a single string counts as none")
     return errors, warnings
 
 
+# arena-operator's spellings before upstream parity, still read (with a warning) where upstream reads another.
+_LEGACY: dict[str, dict[str, str]] = {"tool_args": {"tool": "tool_name", "args": "expected_args"}}
 _LIST_PARAMS = frozenset({"patterns", "tools", "tool_names", "fields", "sequence", "agents", "formats",
                           "skill_names", "contexts", "presets", "expected_tools", "baseline_tools"})
 
