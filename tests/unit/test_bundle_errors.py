@@ -420,3 +420,20 @@ def test_cli_validate_prints_every_problem(tmp_path: Path, capsys: pytest.Captur
     assert "scenarios/refund.yaml:7: task_type: no prompt config has task_type 'suport'" in printed
     assert "scenarios/refund.yaml:12: turns[0].assertions[0].type: unknown assertion 'contians'" in printed
     assert "2 problem(s) found" in printed
+
+
+@pytest.mark.parametrize(("arena_extra", "tools"), [
+    ("  mcp_servers:\n    - name: docs\n      command: docs-server\n", ["mcp__docs__search"]),
+    ("  a2a_agents:\n    - name: research\n", ["a2a__research__search_papers"]),
+    ("", ["skill__activate", "memory__recall", "workflow__transition", "image__generate", "video__generate"]),
+    ("  runtime:\n    tools:\n      run_tests: {command: ./test.sh}\n", ["run_tests"]),
+    ("  runtime:\n    mcp_servers:\n      - name: fs\n        command: fs-server\n", ["mcp__fs__read"]),
+    # A source-backed server (docker, a registry, …) lists its tools only at run time: any bare name may be one.
+    ("  mcp_servers:\n    - name: sandbox\n      source: docker\n", ["Read", "Edit", "Bash", "run_lint"]),
+])
+def test_tools_from_declared_servers_and_the_runtime_are_known(arena_extra: str, tools: list[str],
+                                                               tmp_path: Path) -> None:
+    prompt = PROMPT + "  allowed_tools:\n" + "".join(f"    - {t}\n" for t in tools)
+    arena = ARENA.replace("  defaults:\n", arena_extra + "  defaults:\n")
+    bundle = load_bundle(write_bundle(tmp_path, {"config.arena.yaml": arena, "prompts/support.yaml": prompt}))
+    assert bundle.prompt_configs["support"].allowed_tools == tools

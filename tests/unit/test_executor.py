@@ -78,6 +78,21 @@ def bundle_with(tmp_path: Path, scenario: str, mock: str) -> Path:
                                    "s.yaml": scenario, "mock.yaml": mock})
 
 
+def spied(root: Path) -> tuple[dict[str, Provider], list[ChatRequest]]:
+    """The bundle's providers, with every request to `bot` recorded."""
+    seen: list[ChatRequest] = []
+    bundle = load_bundle(root)
+    providers = build_providers(bundle.providers, bundle.root)
+    original = providers["bot"]._complete
+
+    async def spy(request: ChatRequest) -> ChatResponse:
+        seen.append(request)
+        return await original(request)
+
+    providers["bot"]._complete = spy  # type: ignore[method-assign]
+    return providers, seen
+
+
 async def run_one(root: Path, providers: dict[str, Provider] | None = None) -> dict:
     bundle = load_bundle(root)
     built = providers or build_providers(bundle.providers, bundle.root)
@@ -200,17 +215,30 @@ async def test_streaming_records_ttft_and_system_prompt_rendered(tmp_path: Path)
           providers: [bot]
           turns: [{role: user, content: hi}]
         """, "defaultResponse: ok\n")
-    seen: list[ChatRequest] = []
-    bundle = load_bundle(root)
-    providers = build_providers(bundle.providers, bundle.root)
-    original = providers["bot"]._complete
-
-    async def spy(request: ChatRequest) -> ChatResponse:
-        seen.append(request)
-        return await original(request)
-
-    providers["bot"]._complete = spy  # type: ignore[method-assign]
+    providers, seen = spied(root)
     run = await run_one(root, providers)
     assert seen[0].system == "You help pilots" and seen[0].stream is True
     assert run["TTFT"] is not None and run["Messages"][1]["ttft_ms"] is not None
     assert run["Cost"]["total_cost_usd"] > 0
+
+
+@pytest.mark.parametrize(("scenario_streams", "turn_streams", "streamed"), [
+    (True, None, True), (True, False, False), (False, True, False), (False, None, False),
+])
+async def test_turn_streaming_can_only_switch_streaming_off(tmp_path: Path, scenario_streams: bool,
+                                                            turn_streams: bool | None, streamed: bool) -> None:
+    """As upstream: a turn's `streaming` overrides a streaming scenario; a plain scenario never streams."""
+    turn = "{role: user, content: hi" + ("" if turn_streams is None else f", streaming: {str(turn_streams).lower()}")
+    root = bundle_with(tmp_path, f"""\
+        kind: Scenario
+        metadata: {{name: s}}
+        spec:
+          description: d
+          task_type: t
+          streaming: {str(scenario_streams).lower()}
+          providers: [bot]
+          turns: [{turn}}}]
+        """, "defaultResponse: ok\n")
+    providers, seen = spied(root)
+    await run_one(root, providers)
+    assert seen[0].stream is streamed

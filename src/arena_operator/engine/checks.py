@@ -28,12 +28,17 @@ def arena_entries(arena: s.ArenaSpec, key: str) -> list[dict[str, Any]]:
 
 
 class ToolNames:
-    """Which `allowed_tools` names can resolve: bundle tools, declared MCP servers and A2A agents, system tools;
-    any bare name when a source-backed MCP server (its tools are only known at run time) is declared."""
+    """Which `allowed_tools` names can resolve: bundle tools and `runtime.tools` bindings, declared MCP servers
+    (`mcp_servers`, `runtime.mcp_servers`) and A2A agents, system tools; any bare name when a source-backed MCP
+    server (its tools are only known at run time) is declared."""
 
     def __init__(self, arena: s.ArenaSpec, tools: dict[str, s.ToolSpec]) -> None:
-        servers = arena_entries(arena, "mcp_servers")
-        self.tools = tools
+        runtime = (arena.model_extra or {}).get("runtime")
+        runtime = runtime if isinstance(runtime, dict) else {}
+        bound = runtime.get("tools") if isinstance(runtime.get("tools"), dict) else {}
+        servers = arena_entries(arena, "mcp_servers") + [m for m in runtime.get("mcp_servers") or []
+                                                          if isinstance(m, dict)]
+        self.tools = {**tools, **{str(name): None for name in bound}}
         self.mcp = {str(m.get("name")) for m in servers if m.get("name")}
         self.dynamic = any(m.get("source") for m in servers)
         self.agents = {str(a.get("name")) for a in arena_entries(arena, "a2a_agents") if a.get("name")}

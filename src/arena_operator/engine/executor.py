@@ -136,7 +136,8 @@ class ConversationExecutor:
                 await self._self_play(run, turn)
 
     def _streams(self, run: _Run, turn: Turn) -> bool:
-        return run.scenario.streaming if turn.streaming is None else turn.streaming
+        """As upstream: a turn's `streaming` can turn streaming off in a streaming scenario, not on."""
+        return run.scenario.streaming and turn.streaming is not False
 
     async def _assistant_turn(self, run: _Run, stream: bool) -> list[Message]:
         """One assistant turn: call the model; run the tools it asks for and call again, within limits.
