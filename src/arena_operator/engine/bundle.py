@@ -76,13 +76,20 @@ class Bundle:
         roles = self.arena.self_play.roles if self.arena.self_play else []
         return next((r.provider for r in roles if r.id == role_id), None)
 
+    @property
+    def judges(self) -> dict[str, str]:
+        """Judge name → provider id: `spec.judges`, then the inline `spec.judge_specs`."""
+        found = {j.name: j.provider for j in self.arena.judges}
+        found.update({name: j.provider for name, j in self.arena.judge_specs.items()})
+        return found
+
     def judge_provider(self, name: str | None) -> str | None:
-        judges = self.arena.judges
+        judges = self.judges
         if not judges:
             return None
         if name is None:
-            return judges[0].provider
-        return next((j.provider for j in judges if j.name == name), None)
+            return next(iter(judges.values()))
+        return judges.get(name)
 
 
 def find_arena_file(path: Path) -> Path:
@@ -230,9 +237,11 @@ class BundleLoader:
     def _cross_check(self, bundle: Bundle, doc: Any, file: str) -> None:
         arena = bundle.arena
         providers = bundle.providers
-        for index, judge in enumerate(arena.judges):
+        judge_refs = [(["spec", "judges", i, "provider"], j) for i, j in enumerate(arena.judges)]
+        judge_refs += [(["spec", "judge_specs", n, "provider"], j) for n, j in arena.judge_specs.items()]
+        for where, judge in judge_refs:
             if judge.provider not in providers:
-                self.out.add(file, doc, ["spec", "judges", index, "provider"],
+                self.out.add(file, doc, where,
                              f"unknown provider {judge.provider!r}{suggest(judge.provider, providers)}")
         roles = {}
         if arena.self_play:

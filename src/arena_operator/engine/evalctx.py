@@ -58,7 +58,7 @@ class EvalEnvironment:
             result.cost.add(provider.cost(response.usage))
             return response.content
 
-        return EvalServices(judge=judge if self.bundle.arena.judges else None,
+        return EvalServices(judge=judge if self.bundle.judges else None,
                             classify=self.classify if self.classifiers else None, run_tool=self.run_tool)
 
     async def classify(self, kind: str, data: Any, model: str, classifier_id: str) -> list[tuple[str, float]]:

@@ -39,7 +39,7 @@ class SelfPlaySettings(Model):
 
 
 class JudgeRef(Model):
-    name: str
+    name: str = ""
     provider: str
     model: str | None = None
 
@@ -72,6 +72,7 @@ class ArenaSpec(Model):
     evals: list[FileRef] = Field(default_factory=list)
     self_play: SelfPlaySettings | None = None
     judges: list[JudgeRef] = Field(default_factory=list)
+    judge_specs: dict[str, JudgeRef] = Field(default_factory=dict)  # inline judges: name → {provider}
     judge_defaults: dict[str, Any] = Field(default_factory=dict)
     globals: Globals = Field(default_factory=Globals)
     provider_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
