@@ -112,7 +112,8 @@ class ConversationExecutor:
     def _params(self, run: _Run) -> dict[str, Any]:
         return {"model": run.provider.model, "temperature": self._temperature(run.provider),
                 "max_tokens": self._max_tokens(run.provider), "streaming": run.scenario.streaming,
-                "trial": run.combo.trial}
+                "trial": run.combo.trial, "system_prompt": run.prepared.system,
+                "prompt_version": run.prepared.prompt.version if run.prepared.prompt else None}
 
     def _temperature(self, provider: Provider) -> float | None:
         value = provider.spec.defaults.temperature
