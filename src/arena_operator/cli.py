@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -28,6 +29,7 @@ from .runplan.selection import ResolutionError
 from .sources.errors import SourceError
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 
 def _globs(values: list[str] | None) -> list[str]:
@@ -67,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("--version", action="version", version=f"arena {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    # -v/-vv after the subcommand too (`arena run -v …`); SUPPRESS keeps a -v given before it.
+    _add_parser = commands.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub = _add_parser(name, **kwargs)
+        sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging (-vv: debug)")
+        return sub
+
+    commands.add_parser = add_parser  # type: ignore[method-assign]
     _add_run_parser(commands)
     differ = commands.add_parser("diff", help="compare two runs' results (directories or s3:// URLs)")
     differ.add_argument("old", help="the baseline: an earlier run's results")
@@ -135,6 +146,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         formats=_globs([args.formats]) if args.formats else None, resume=args.resume, baseline=args.baseline,
         max_pass_rate_drop=args.max_drop,
     )
+    if args.out.exists() and not args.out.is_dir():
+        return _usage_error(f"--out {args.out} is a file; give a directory for the reports")
     progress = RunProgress(console, enabled=not args.quiet)
     try:
         if is_job_file(Path(path)):
@@ -145,12 +158,20 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _report_problems(exc)
     except (ValueError, OSError, ProviderError, SourceError, ResolutionError, SinkError) as exc:
         return _usage_error(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C while the partial report was being written
+        Console(stderr=True).print("arena: interrupted; rerun with --resume to continue", style="yellow")
+        return EXIT_INTERRUPTED
     print_summary(console, outcome)
     if outcome.verdict is not None:
         print_comparison(console, outcome.verdict)
-    totals = outcome.summary
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
     regressed = bool(outcome.verdict and outcome.verdict.short.get("regressed"))
-    if args.ci and (totals.get("failed") or totals.get("errors") or regressed):
+    if args.ci and (outcome.failures.total or regressed):
+        why = [outcome.failures.verdict()] if outcome.failures.total else []
+        why += ["a regression against the baseline"] if regressed else []
+        Console(stderr=True, soft_wrap=True).print(f"arena: exit {EXIT_FAILURES} (--ci): {'; '.join(why)}",
+                                                   style="red", markup=False)
         return EXIT_FAILURES
     return EXIT_OK
 
@@ -167,8 +188,13 @@ def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
+    from .kube import load_config
     from .operator.main import run  # kopf is only imported for the operator
 
+    try:
+        load_config()
+    except Exception as exc:  # no in-cluster account and no kubeconfig: say so once instead of retrying forever
+        return _usage_error(f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({exc})")
     run(args.namespace, args.liveness, args.log_format)
     return EXIT_OK
 

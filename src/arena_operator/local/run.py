@@ -22,6 +22,7 @@ from ..results.aggregate import aggregate
 from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
 from ..results.formats import DEFAULT_FORMATS, wanted_formats
+from .failures import FailureDigest
 
 
 @dataclass
@@ -50,6 +51,8 @@ class LocalRunOutcome:
     out_dir: Path
     formats: list[str]
     verdict: Verdict | None = None  # the comparison with --baseline, if one was asked for
+    failures: FailureDigest = field(default_factory=FailureDigest)
+    interrupted: bool = False  # Ctrl-C: the reports cover what finished; --resume continues
 
 
 ProgressHook = Callable[[dict[str, Any]], None]
@@ -65,6 +68,18 @@ def choose_formats(bundle: Bundle, requested: list[str] | None) -> list[str]:
         formats = list(DEFAULT_FORMATS)
     wanted_formats(formats)  # ValueError naming the unknown ones
     return formats
+
+
+class NothingSelected(ValueError):
+    """The filters select no run: an error, never an empty green report."""
+
+
+def nothing_selected(bundle: Bundle, filters: RunFilters) -> str:
+    wanted = {"--scenario": filters.scenarios, "--exclude-scenario": filters.exclude_scenarios,
+              "--provider": filters.providers, "--region": filters.regions}
+    given = "; ".join(f"{flag} {' '.join(globs)}" for flag, globs in wanted.items() if globs) or "no filters"
+    return (f"nothing to run: {given} selects no scenario × provider; scenarios: {', '.join(sorted(bundle.scenarios))}"
+            f"; providers: {', '.join(sorted(bundle.providers)) or 'none'}")
 
 
 def report_meta(bundle: Path, planned: int) -> dict[str, Any]:
@@ -83,6 +98,7 @@ class _UnitWriter:
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._writing = False
         self._taken = asyncio.Event()
+        self.written = 0
 
     async def put(self, unit_id: str, run: dict[str, Any]) -> None:
         while self._writing and len(self._pending) >= self.limit:
@@ -97,9 +113,17 @@ class _UnitWriter:
                 batch, self._pending = self._pending, []
                 self._taken.set()
                 await self.sink.put_units(batch)
+                self.written += len(batch)
         finally:
             self._writing = False
             self._taken.set()
+
+    async def flush(self) -> None:
+        """Whatever an interrupted run left waiting (a write cut short is redone: units are idempotent)."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self.sink.put_units(batch)
+            self.written += len(batch)
 
 
 async def _drain(
@@ -143,6 +167,8 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
                 yield combo
 
     planned = sum(1 for _ in iter_plan(bundle, options.filters))
+    if planned == 0:
+        raise NothingSelected(nothing_selected(bundle, options.filters))
     pending = sum(1 for _ in todo()) if options.resume else planned
     if on_plan:
         on_plan(pending)
@@ -157,14 +183,22 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
         if on_result:
             on_result(run)
 
+    interrupted = False
     try:
         executed = await _drain(executor, todo(), concurrency, record)
+    except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels this task): keep what finished, report it
+        interrupted, executed = True, writer.written
     finally:
         await executor.aclose()
+    await writer.flush()
     verdict = None
     if options.baseline:
         verdict = await judge_against({"url": options.baseline, "revision": None, "job": None}, sink, revision=None,
                                       max_pass_rate_drop=options.max_pass_rate_drop)
     summary = await aggregate(sink, formats, meta=report_meta(options.bundle, planned),
                               comparison=verdict.full if verdict else None)
-    return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats, verdict)
+    failures = FailureDigest()
+    async for run in sink.iter_units(ordered=False):
+        failures.add(run)
+    return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats, verdict, failures,
+                           interrupted)
