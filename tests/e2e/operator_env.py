@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,18 +17,26 @@ from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig, run_operator
 
 OPERATOR_MODULES = [f"arena_operator.operator.{module}" for module in HANDLER_MODULES]
 NAMESPACE = "arena"
+#: The operator's own credentials, in both its clients (kopf's and the Kubernetes client on memo.kube): the
+#: identity `ClusterEmulator.rbac` restricts. The tests' client and the kubelet send no token.
+OPERATOR_TOKEN = "arena-operator-token"
 
 
-def kube_for(api: K8sApi) -> Kube:
+def kube_for(api: K8sApi, token: str | None = OPERATOR_TOKEN) -> Kube:
     config = kubernetes.client.Configuration()
     config.host = api.url
+    if token:
+        config.api_key = {"BearerToken": token}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
     return Kube(kubernetes.client.ApiClient(config))
 
 
 @contextmanager
-def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any, port: int = 0) -> Iterator[Kube]:
+def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any, port: int = 0, *, clusterwide: bool = False,
+                   configure: Callable[[kopf.OperatorSettings], None] | None = None) -> Iterator[Kube]:
     """Start the operator with its artifact store in `artifacts` and its server on a loopback port
-    (a free one by default; a fixed one to restart "the same" operator)."""
+    (a free one by default; a fixed one to restart "the same" operator); it watches NAMESPACE, or all
+    namespaces. `configure` adjusts kopf's settings (see run_operator)."""
     monkeypatch.setenv("ARENA_ARTIFACT_DIR", str(artifacts))
     monkeypatch.setenv("ARENA_ARTIFACT_HOST", "127.0.0.1")
     monkeypatch.setenv("ARENA_ARTIFACT_PORT", str(port))
@@ -36,7 +44,8 @@ def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any, port: int = 0
     api.create_namespace(NAMESPACE)
     kube = kube_for(api)
     try:
-        with run_operator(OPERATOR_MODULES, api, namespaces=[NAMESPACE], memo=kopf.Memo(kube=kube)):
+        with run_operator(OPERATOR_MODULES, api, namespaces=[NAMESPACE], memo=kopf.Memo(kube=kube),
+                          token=OPERATOR_TOKEN, clusterwide=clusterwide, configure=configure):
             yield kube
     finally:
         kube.close()

@@ -31,6 +31,7 @@ from kmock._internal.rendering import StreamingError  # to mirror RawHandler.__c
 
 from tests.harness import protobuf
 from tests.harness.objects import Body, dig
+from tests.harness.rbac import RbacEnforcer
 from tests.harness.resources import NAMESPACES, api_version, error
 from tests.harness.selectors import selected
 from tests.harness.storage import EmulatorStorage
@@ -57,7 +58,8 @@ class ClusterEmulator(EmulatorStorage):
       history is compacted, and honour ``sendInitialEvents``;
     * server-side printing: GET/LIST/WATCH with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` (as
       a plain ``kubectl get [-w]`` sends) get a ``meta.k8s.io`` ``Table`` with the CRD's printer columns (the
-      object of a watch event is a one-row Table).
+      object of a watch event is a one-row Table);
+    * with :attr:`rbac` set, RBAC for the requests bearing its token (:mod:`tests.harness.rbac`).
     """
 
     open_watches: collections.Counter[tuple[str, str | None]] = attrs.field(
@@ -67,6 +69,8 @@ class ClusterEmulator(EmulatorStorage):
     # with the test's length (a polling kubelet made requests 50x slower within seconds). Served requests are
     # therefore forgotten (watches once they end); set True to keep the history for assertions on it.
     keep_requests: bool = False
+    # Optional RBAC for one identity (the operator's bearer token); other requests stay unrestricted.
+    rbac: RbacEnforcer | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -77,6 +81,8 @@ class ClusterEmulator(EmulatorStorage):
     # -- request intake ------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if self.rbac is not None and (refusal := await self.rbac.refusal(raw_request, self._plural_of)) is not None:
+            return refusal  # as the apiserver's authorization (and admission): before anything is stored
         namespaces = _NAMESPACES_PATH.fullmatch(raw_request.path)
         if namespaces is None and not protobuf.is_protobuf(raw_request.headers.get('Content-Type')):
             return await super().__call__(raw_request)
@@ -100,6 +106,10 @@ class ClusterEmulator(EmulatorStorage):
             await self._stream_error(e, raw_response)
             await raw_response.write_eof()
             return raw_response
+
+    def _plural_of(self, group: str, kind: str) -> str | None:
+        return next((resource.plural for resource, info in self.resources.items()
+                     if resource.group == group and info.kind == kind), None)
 
     async def _parse(self, raw_request: aiohttp.web.BaseRequest, namespaces: re.Match[str] | None) -> kmock.Request:
         """A kmock request, as ``kmock.Request._parse`` makes it, but for the paths and bodies kmock misreads."""

@@ -22,14 +22,15 @@ import kopf
 from tests.harness.emulator import ClusterEmulator
 from tests.harness.server import K8sApi
 
-_emulator_url: contextvars.ContextVar[str] = contextvars.ContextVar('arena_harness_emulator_url')
+# (URL, bearer token or None) of the emulator the run's operator logs in to.
+_emulator: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar('arena_harness_emulator')
 _logged_in_registries: weakref.WeakSet[kopf.OperatorRegistry] = weakref.WeakSet()
 
 
 async def _login_to_emulator(**_: Any) -> kopf.ConnectionInfo | None:
-    """kopf's credentials: the emulator URL of the operator run this handler executes in."""
-    url = _emulator_url.get(None)
-    return kopf.ConnectionInfo(server=url) if url else None
+    """kopf's credentials: the emulator URL (and token) of the operator run this handler executes in."""
+    emulator = _emulator.get(None)
+    return kopf.ConnectionInfo(server=emulator[0], token=emulator[1]) if emulator else None
 
 
 def _load_operator_modules(modules: Sequence[str | os.PathLike[str]]) -> kopf.OperatorRegistry:
@@ -69,13 +70,18 @@ def run_operator(
     configure: Callable[[kopf.OperatorSettings], None] | None = None,
     memo: Any = None,
     timeout: float = 10.0,
+    token: str | None = None,
+    clusterwide: bool = False,
 ) -> Iterator[OperatorRun]:
     """Run a kopf operator against the emulator (``api``, or any API server URL) for the block's duration.
 
     ``target`` is a registry (handlers declared with ``registry=``), or operator modules/files which are
-    imported into kopf's default registry as ``kopf run`` would. Scanning is disabled and namespaces are
-    explicit (kmock lists no namespaces to kopf's scanner), peering is off. With a :class:`K8sApi`, the
-    block starts only when kopf's watch-streams are open. ``configure`` may adjust the settings further.
+    imported into kopf's default registry as ``kopf run`` would. Scanning is disabled (``configure`` may turn
+    it on: the emulator serves discovery, namespaces and CRD watches), namespaces are explicit, peering is off.
+    With a :class:`K8sApi`, the block starts only when kopf's watch-streams are open. ``configure`` may adjust
+    the settings further.
+    ``token`` is the bearer token kopf sends (the identity ``ClusterEmulator.rbac`` restricts); ``clusterwide``
+    watches all namespaces instead of ``namespaces``, as ``kopf run --all-namespaces``.
     """
     registry = target if isinstance(target, kopf.OperatorRegistry) else _load_operator_modules(
         [target] if isinstance(target, str | os.PathLike) else list(target))
@@ -92,14 +98,15 @@ def run_operator(
 
     # Each run logs in to its own URL: the login handler reads it from the context of the run's loop.
     context = contextvars.copy_context()
-    context.run(_emulator_url.set, api.url if isinstance(api, K8sApi) else api)
+    context.run(_emulator.set, (api.url if isinstance(api, K8sApi) else api, token))
     run = OperatorRun()
 
     def operate() -> None:
         try:
             with asyncio.Runner() as runner:
                 runner.run(kopf.operator(
-                    registry=registry, settings=settings, standalone=True, namespaces=list(namespaces),
+                    registry=registry, settings=settings, standalone=True, clusterwide=clusterwide,
+                    namespaces=[] if clusterwide else list(namespaces),
                     stop_flag=run.stop_flag, ready_flag=run.ready_flag, memo=memo,
                 ), context=context)
         except BaseException as e:
@@ -113,7 +120,7 @@ def run_operator(
         if not run.ready_flag.wait(timeout) or not thread.is_alive():
             raise RuntimeError(f'the operator did not start: {run.error!r}') from run.error
         if isinstance(api, K8sApi):
-            _wait_for_watches(api.emulator, namespaces, timeout)
+            _wait_for_watches(api.emulator, [None] if clusterwide else namespaces, timeout)
         yield run
     finally:
         run.stop_flag.set()
@@ -124,8 +131,8 @@ def run_operator(
         raise run.error
 
 
-def _wait_for_watches(emulator: ClusterEmulator, namespaces: Sequence[str], timeout: float) -> None:
-    """Wait until the operator watches every namespace (or cluster-wide) and opened no new stream for 50 ms.
+def _wait_for_watches(emulator: ClusterEmulator, namespaces: Sequence[str | None], timeout: float) -> None:
+    """Wait until the operator watches every namespace (None: cluster-wide) and opened no new stream for 50 ms.
 
     Only "live on return" depends on this: events are not lost either way, as watches resume from the
     resourceVersion of kopf's initial LIST. An operator that opens no watch in 1 s is not waited for.
