@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,17 @@ def load_config() -> kubernetes.client.ApiClient:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     return kubernetes.client.ApiClient()
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The API server's message when `exc` is a refusal the operator cannot retry its way out of (401/403), else
+    None: the caller says so on the object instead of failing silently in its log."""
+    if isinstance(exc, ApiException) and exc.status in (401, 403):
+        try:
+            return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+        except (ValueError, AttributeError):
+            return str(exc.reason)
+    return None
 
 
 class Kube:

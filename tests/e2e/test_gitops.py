@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.operator_env import NAMESPACE, condition, wait_event
-from tests.e2e.test_arenajob import cluster as cluster  # the fixture, re-exported for pytest
 from tests.e2e.test_arenajob import QUICKSTART, finished, job, s3_output
+from tests.e2e.test_arenajob import cluster as cluster  # the fixture, re-exported for pytest
 from tests.harness.k8s import ARENA_API_VERSION, dig
 from tests.harness.k8s import k8s_api as k8s_api  # the fixture, re-exported for pytest
 

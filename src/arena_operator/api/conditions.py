@@ -99,6 +99,7 @@ CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
 ARTIFACT_FAILED = "ArtifactFailed"
 ARTIFACT_TOO_LARGE = "ArtifactTooLarge"
 INVALID_BUNDLE = "InvalidBundle"
+VALIDATION_BUDGET_EXCEEDED = "ValidationBudgetExceeded"  # a bundle whose loading needs more time/memory than allowed
 INVALID_BUNDLE_LAYOUT = "InvalidBundleLayout"
 PROVIDER_NOT_FOUND = "ProviderNotFound"
 TOOL_REGISTRY_NOT_FOUND = "ToolRegistryNotFound"
@@ -125,6 +126,7 @@ THRESHOLDS_FAILED = "ThresholdsFailed"
 BUDGET_EXCEEDED = "BudgetExceeded"
 DATA_INCOMPLETE = "DataIncomplete"  # a datagen job wrote fewer than dataGen.count items (a shard failed)
 REDIS_UNAVAILABLE = "RedisUnavailable"
+FORBIDDEN = "Forbidden"  # the Kubernetes API refused the operator a request (RBAC)
 WORKSPACE_NOT_CONFIGURED = "WorkspaceNotConfigured"
 WORKSPACE_PATH_NOT_FOUND = "WorkspacePathNotFound"
 

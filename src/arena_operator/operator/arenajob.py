@@ -27,7 +27,7 @@ from ..reconcile.worker_job import arenajob_label_value
 from ..workqueue.queue import WorkQueue, job_key
 from .config import JOB_TICK_SECONDS
 from .indexes import one
-from .status import apply_outcome, parse_or_reject
+from .status import apply_outcome, parse_or_reject, report_refusal
 
 REDIS_RETRY_SECONDS = 10
 PLURAL = "arenajobs"
@@ -55,7 +55,12 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
     if is_template(job):
         ctx = _template(memo, namespace, name, uid, generation, meta, job, dict(spec), current, source,
                         list(indexes["arena_jobs"].get(namespace, [])))
-        apply_outcome(body, patch, current, await reconcile_template(ctx), generation)
+        try:
+            outcome = await reconcile_template(ctx)
+        except Exception as exc:
+            report_refusal(body, patch, current, exc, generation)
+            raise
+        apply_outcome(body, patch, current, outcome, generation)
         return
     run = _run(memo, namespace, name, uid, generation, meta, job, current, config, source, indexes)
     try:
@@ -65,6 +70,7 @@ async def arenajob_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
         _redis_unavailable(body, patch, current, exc, generation)
     except Exception as exc:
         memo.metrics.reconcile_errors.labels(kind=type(exc).__name__).inc()
+        report_refusal(body, patch, current, exc, generation)
         raise
     memo.metrics.job_phase(uid, outcome.status.get("phase") or status.get("phase"))
     if "progress" in outcome.status:

@@ -11,7 +11,7 @@ from ..api.conditions import READY
 from ..api.kinds import ArenaSourceSpec
 from ..reconcile.arenasource import READY_RULE, SourceContext, is_due, reconcile_source
 from .config import SOURCE_TICK_SECONDS
-from .status import apply_outcome, parse_or_reject
+from .status import apply_outcome, parse_or_reject, report_refusal
 
 
 @kopf.index("configmaps", id="configmap_versions")
@@ -34,6 +34,7 @@ async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.S
         annotations=dict(meta.annotations), store=memo.store, base_url=memo.artifact_base_url,
         read_secret=memo.kube.secret_data, read_config_map=memo.kube.config_map,
         max_bytes=memo.config.max_artifact_bytes, workspace_dir=memo.config.workspace_dir,
+        validation_budget=memo.config.validation_budget,
     )
     version = None
     if source.type == "configmap" and source.config_map is not None:
@@ -42,7 +43,11 @@ async def arenasource_reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.S
     if is_due(ctx, version) is None:
         return
     with memo.metrics.fetch_seconds.labels(type=source.type).time():
-        outcome = await reconcile_source(ctx)
+        try:
+            outcome = await reconcile_source(ctx)
+        except Exception as exc:
+            report_refusal(body, patch, current, exc, generation)
+            raise
     if outcome.status.get("phase") == "Error":
         memo.metrics.fetch_failures.labels(type=source.type, reason=outcome.conditions[READY].reason).inc()
     apply_outcome(body, patch, current, outcome, generation)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
+from ..sources.bounded import DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_SECONDS, Budget
 from ..sources.store import DEFAULT_KEEP
 from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS
 
@@ -64,6 +65,7 @@ class OperatorConfig:
     aggregation_lease: float
     workspace_dir: Path | None = None  # the workspace volume for type workspace sources and contentPath
     worker_pod_defaults: dict[str, Any] = field(default_factory=dict)  # podOverrides every worker pod starts from
+    validation_budget: Budget = field(default_factory=Budget)  # one bundle's validation: seconds and bytes
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -84,6 +86,8 @@ class OperatorConfig:
             aggregation_lease=_float("ARENA_AGGREGATION_LEASE_SECONDS", DEFAULT_AGGREGATION_LEASE_SECONDS),
             workspace_dir=Path(os.environ["ARENA_WORKSPACE_DIR"]) if os.environ.get("ARENA_WORKSPACE_DIR") else None,
             worker_pod_defaults=worker_pod_defaults(os.environ),
+            validation_budget=Budget(_float("ARENA_VALIDATION_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
+                                     int(_float("ARENA_VALIDATION_MEMORY_MB", DEFAULT_MEMORY_BYTES / 2**20) * 2**20)),
         )
 
     def base_url(self, port: int) -> str:

@@ -8,11 +8,14 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from ..api.conditions import remove_condition, set_condition
+from ..api import conditions as c
+from ..api.conditions import get_condition, remove_condition, set_condition
 from ..api.kinds import spec_problems
+from ..kube import refusal
 from ..reconcile.outcome import Outcome, ReadyRule, rejected_spec
 
 M = TypeVar("M", bound=BaseModel)
+REFUSAL_RETRY_SECONDS = 30
 
 
 def apply_outcome(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], outcome: Outcome,
@@ -44,3 +47,18 @@ def parse_or_reject(model: type[M], body: kopf.Body, spec: Mapping[str, Any], pa
             apply_outcome(body, patch, status, rejected_spec(spec_problems(error), phase, status, rule, generation),
                           generation)
         return None
+
+
+def report_refusal(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], exc: BaseException,
+                   generation: int) -> None:
+    """An API refusal (RBAC) becomes Ready=False, reason Forbidden, and a Warning event naming what was refused —
+    then kopf retries the handler later, once the permission may have been granted."""
+    message = refusal(exc)
+    if message is None:
+        return
+    if (get_condition(status.get("conditions"), c.READY) or {}).get("message") != message:
+        out = Outcome()
+        out.condition(c.READY, False, c.FORBIDDEN, message)
+        out.event("Warning", c.FORBIDDEN, message)
+        apply_outcome(body, patch, status, out, generation)
+    raise kopf.TemporaryError(f"{c.FORBIDDEN}: {message}", delay=REFUSAL_RETRY_SECONDS) from None

@@ -15,9 +15,8 @@ from typing import Any
 
 from ..api import conditions as c
 from ..api.common import FLUX_REQUESTED_AT_ANNOTATION, REQUESTED_AT_ANNOTATION, parse_duration, parse_rfc3339, rfc3339
-from ..engine.bundle import load_bundle
-from ..engine.errors import BundleInvalid
 from ..sources.artifact import DEFAULT_MAX_BYTES, build_artifact
+from ..sources.bounded import Budget, validate_bounded
 from ..sources.errors import SourceError
 from ..sources.fetchers import Fetcher, fetcher_for, secret_ref_of
 from ..sources.store import ArtifactStore, artifact_url_prefix
@@ -25,7 +24,6 @@ from ..sources.workspace import namespace_root, sync_version, version_of
 from .outcome import Outcome, ReadyRule, Step, run_steps
 
 JITTER = 0.10
-MAX_PROBLEMS_SHOWN = 5
 READY_RULE = ReadyRule(positive=(c.SOURCE_VALID, c.ARTIFACT_AVAILABLE),
                        abnormal=(c.STALLED, c.FETCH_FAILED_CONDITION))
 
@@ -47,6 +45,7 @@ class SourceContext:
     read_config_map: ConfigMapReader
     max_bytes: int = DEFAULT_MAX_BYTES
     workspace_dir: Path | None = None  # the workspace volume ($ARENA_WORKSPACE_DIR), if the operator mounts one
+    validation_budget: Budget = field(default_factory=Budget)  # time and memory one bundle's validation may take
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -112,16 +111,6 @@ async def build_fetcher(ctx: SourceContext, timeout: float) -> Fetcher:
                        workspace_root=ctx.workspace_root)
 
 
-def _validate_bundle(directory: Path) -> None:
-    try:
-        load_bundle(directory)
-    except BundleInvalid as exc:
-        shown = "; ".join(str(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN])
-        more = len(exc.problems) - MAX_PROBLEMS_SHOWN
-        suffix = f" (and {more} more)" if more > 0 else ""
-        raise SourceError(c.INVALID_BUNDLE, f"{shown}{suffix}") from None
-
-
 async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="fetch-", dir=ctx.store.scratch()))
     try:
@@ -132,7 +121,7 @@ async def _fetch_and_store(ctx: SourceContext, fetcher: Fetcher, timeout: float)
         except TimeoutError:
             raise SourceError(c.FETCH_TIMEOUT, f"fetch did not finish within {timeout:g}s (spec.timeout)",
                               retryable=True) from None
-        await asyncio.to_thread(_validate_bundle, content)
+        await validate_bounded(content, ctx.validation_budget)
         info = await asyncio.to_thread(build_artifact, content, scratch / "artifact.tar.gz")
         if info.size > ctx.max_bytes:
             raise SourceError(c.ARTIFACT_TOO_LARGE,
@@ -217,7 +206,7 @@ def _failed(ctx: SourceContext, out: Outcome, exc: SourceError, interval: float)
     has_artifact = bool((ctx.status.get("artifact") or {}).get("digest"))
     out.status.update(phase="Error", consecutiveFailures=failures,
                       nextFetchTime=rfc3339(ctx.now + timedelta(seconds=delay)))
-    if exc.reason == c.INVALID_BUNDLE:
+    if exc.reason in (c.INVALID_BUNDLE, c.VALIDATION_BUDGET_EXCEEDED):
         out.condition(c.SOURCE_VALID, False, exc.reason, exc.message)
     else:
         out.condition(c.FETCH_FAILED_CONDITION, True, exc.reason, exc.message)
