@@ -3,6 +3,7 @@ bundle runs in a child process with a time and memory budget (sources/bounded.py
 
 from __future__ import annotations
 
+import itertools
 import resource
 import shutil
 import time
@@ -23,7 +24,7 @@ LEVELS = "abcdefghi"
 def alias_bomb() -> str:
     """A billion strings from a few hundred bytes: each level lists the previous one ten times."""
     lines = ['  bomb_a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    for prev, level in zip(LEVELS, LEVELS[1:], strict=False):
+    for prev, level in itertools.pairwise(LEVELS):
         lines.append(f"  bomb_{level}: &{level} [" + ", ".join([f"*{prev}"] * 10) + "]")
     return "\n".join(lines) + "\n"
 

@@ -8,7 +8,9 @@ a URL with a token in it).
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 # Reasons are CamelCase constants of the API (api.conditions); the operator copies them into condition reasons.
@@ -41,16 +43,29 @@ _AUTH_HEADER = re.compile(r"(?i)\b(authorization:\s*(?:basic|bearer|token)\s+)\S
 _MIN_SECRET_LEN = 3  # replacing "a" everywhere would make messages unreadable and protects nothing
 
 
+def secret_forms(secret: str) -> set[str]:
+    """The spellings a secret may be echoed in: as is, case-folded, base64 (with and without padding, standard and
+    URL-safe) and percent-encoded — a tool or a server that prints `Basic <base64>` or a URL-encoded key leaks
+    it just the same."""
+    raw = secret.encode()
+    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    forms = {secret, secret.lower(), secret.upper(), urllib.parse.quote(secret, safe=""),
+             urllib.parse.quote_plus(secret), *encoded, *(e.rstrip("=") for e in encoded)}
+    return {form for form in forms if len(form) >= _MIN_SECRET_LEN}
+
+
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` without URL userinfo, Authorization header values, or any of `secrets` (longest first)."""
+    """`text` without URL userinfo, Authorization header values, or any of `secrets` in any of their usual
+    encodings (longest first; case-insensitively)."""
     text = _URL_USERINFO.sub(r"\1", text)
     text = _AUTH_HEADER.sub(rf"\1{REDACTED}", text)
-    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    forms: set[str] = set()
+    for secret in {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}:
+        forms |= secret_forms(secret)
         # A secret can span lines (an SSH key); a tool may print just one of them.
-        for line in secret.splitlines():
-            if len(line.strip()) >= 16:
-                text = text.replace(line.strip(), REDACTED)
+        forms |= {line.strip() for line in secret.splitlines() if len(line.strip()) >= 16}
+    for form in sorted(forms, key=len, reverse=True):
+        text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
     return text
 
 
