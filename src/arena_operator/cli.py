@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 
 from . import __version__
+from .datagen.formats import FORMATS as DATAGEN_FORMATS
+from .datagen.local import datagen_settings, run_datagen_command
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, generate_plan
@@ -61,6 +63,12 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                                                                  "before it counts as a regression (0.05 = 5 pts)")
     run.add_argument("--bundle", type=Path, help="with an ArenaJob manifest file: the bundle directory to use "
                      "instead of fetching the ArenaSource")
+    run.add_argument("--type", choices=("evaluation", "datagen"), help="evaluation (default), or datagen: generate "
+                     "--count items into <out>/data.<format> (default: an ArenaJob file's type)")
+    run.add_argument("--count", type=int, help="datagen: items to generate (default: dataGen.count, else 100)")
+    run.add_argument("--format", choices=DATAGEN_FORMATS, help="datagen: jsonl (default), json or csv")
+    run.add_argument("--seed", type=int, help="datagen: base seed (default: dataGen.seed, else defaults.seed)")
+    run.add_argument("--no-dedupe", action="store_true", help="datagen: keep items whose content repeats")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +160,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         if is_job_file(Path(path)):
             options = job_options(Path(path), args.bundle, options)
+        if "datagen" in (args.type, options.job_type):
+            settings = datagen_settings(options.data_gen, count=args.count, fmt=args.format, seed=args.seed,
+                                        dedupe=False if args.no_dedupe else None)
+            return run_datagen_command(console, options, settings, args.quiet)
         with progress:
             outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
     except BundleInvalid as exc:

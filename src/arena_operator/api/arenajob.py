@@ -79,7 +79,7 @@ class DataGenSettings(ApiModel):
     dedupe: bool = Field(True, description="Drop items whose normalised content was already generated (checked "
                                            "across all workers) and generate replacements.")
     seed: int | None = Field(None, ge=0, description="Base seed of the items' seeds (each item records its own); "
-                                                     "defaults to the arena file's defaults.seed.")
+                                                     "defaults to the arena file's defaults.seed, else 42.")
 
 
 class WorkerSettings(ApiModel):

@@ -109,8 +109,9 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
     job = ArenaJobSpec.model_validate(manifests.job["spec"])
     config = effective_config(job, ArenaConfigSpec.model_validate(manifests.config["spec"])
                               if manifests.config is not None else None)
-    if job.type != "evaluation":
-        raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now; use type evaluation")
+    if job.type not in ("evaluation", "datagen"):
+        raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now (evaluation and datagen "
+                              "run here)")
     unsupported = unsupported_fields(job)
     if unsupported:
         raise ManifestProblem(unsupported)
@@ -134,4 +135,5 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
                                job.evaluation.output_formats else None)
     return LocalRunOptions(bundle=bundle_dir, out_dir=base.out_dir, filters=filters,
                            concurrency=base.concurrency or config.concurrency, mock_provider=base.mock_provider,
-                           mock_config=base.mock_config, formats=formats, resume=base.resume, prepare=prepare)
+                           mock_config=base.mock_config, formats=formats, resume=base.resume, prepare=prepare,
+                           job_type=job.type, data_gen=job.data_gen)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.arenajob import DataGenSettings
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
 from ..engine.plan import RunCombination, RunFilters, iter_plan
@@ -40,6 +41,8 @@ class LocalRunOptions:
     # Applied to the loaded bundle before planning: how `arena run job.yaml` swaps in the manifests' Providers
     # and ToolRegistries, exactly as the operator does for a distributed job.
     prepare: Callable[[Bundle], None] | None = None
+    job_type: str = "evaluation"  # "datagen": a data generation run (datagen.local), with these dataGen settings
+    data_gen: DataGenSettings | None = None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBIL
 from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .baseline import choose_baseline
+from .datagen import datagen_progress, datagen_verdict, plan_datagen
 from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
 from .outcome import ObjectIdentity, Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
@@ -213,6 +214,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         apply_to_bundle(bundle, resolved, tools)
         inputs = plan_inputs(config, ctx.spec)
         total = count_units(bundle, inputs, ctx.settings.max_units)
+        shards, total = plan_datagen(ctx.spec, bundle, inputs, total, _initial_replicas(ctx.spec, config))
     except ResolutionError as exc:
         return _fail_plan(ctx, out, exc.reason, exc.message)
     except PlanTooLarge as exc:
@@ -232,11 +234,11 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         "arenaFile": config.arena_file, "providers": resolved.to_config(), "tools": tools,
         "unitTimeout": _seconds(config.timeout), "visibilityTimeout": ctx.settings.visibility_timeout,
         "maxAttempts": ctx.spec.max_attempts, "formats": _formats(ctx.spec), "concurrency": config.concurrency,
-        "aggregationLease": ctx.settings.aggregation_lease,
+        "aggregationLease": ctx.settings.aggregation_lease, **(shards.to_config() if shards else {}),
         "baseline": choose_baseline(ctx.spec, ctx.name, ctx.parent, ctx.jobs),
         "maxPassRateDrop": ctx.spec.compare.max_pass_rate_drop if ctx.spec.compare else 0.0,
     })
-    for batch in batches(iter_units(bundle, inputs)):
+    for batch in (shards.batches() if shards else batches(iter_units(bundle, inputs))):
         await ctx.queue.enqueue(batch)
     await ctx.queue.seal()
     out.status.update(phase="Running", startTime=rfc3339(ctx.now), revision=info.revision, artifactDigest=info.digest,
@@ -245,7 +247,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
                       resolvedTools=resolved_tool_records(ctx.spec, ctx.registries))
     ref = ctx.spec.config_ref
     origin = f"ArenaConfig {ref.name}" if ref else f"ArenaSource {config.source_ref.name}"
-    message = f"planned {total} work units from {origin} at {info.revision}"
+    message = f"planned {shards.describe() if shards else f'{total} work units'} from {origin} at {info.revision}"
     out.condition(c.PLANNED, True, c.PLANNED_REASON, message)
     out.event("Normal", c.PLANNED_REASON, message)
     return None
@@ -284,6 +286,7 @@ async def step_observe(ctx: JobContext, out: Outcome) -> None:
     out.status.update(progress={"total": counters.total, "completed": counters.completed, "failed": counters.failed,
                                 "pending": counters.pending},
                       progressText=done, activeWorkers=int(job_status.get("active") or 0))
+    out.status.update(await datagen_progress(ctx.queue, ctx.spec) if ctx.spec.type == "datagen" else {})
     verdict = await _verdict(ctx, counters, job_status, out)
     if verdict is not None:
         phase, reason, message = verdict
@@ -309,6 +312,8 @@ async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
         url = aggregated.get("url")
         out.status["result"] = {"summary": aggregated.get("summary"), **({"url": url} if url else {})}
         _record_comparison(out, aggregated.get("comparison"))
+        if ctx.spec.type == "datagen":
+            return datagen_verdict(counters, aggregated)
         summary = aggregated.get("summary") or {}
         if counters.completed == 0:
             return "Failed", c.NO_UNIT_RAN, (f"none of the {counters.total} units could run (see errorKinds in the "

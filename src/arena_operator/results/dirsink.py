@@ -22,6 +22,7 @@ from .sinkbase import (
     WRITE_FAILED,
     SinkError,
     file_name,
+    object_name,
     ordered_calls,
     parse_unit,
     safe_prefix,
@@ -130,8 +131,24 @@ class DirSink:
         await asyncio.to_thread(write_all)
 
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
-        target = self.dir / file_name(name)
+        await self._copy_in(self.dir / file_name(name), path)
 
+    async def put_object(self, name: str, path: Path, content_type: str) -> None:
+        target = self.dir / object_name(name)
+        try:
+            await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc, "create", target.parent) from None
+        await self._copy_in(target, path)
+
+    async def get_object(self, name: str, dest: Path) -> None:
+        source = self.dir / object_name(name)
+        try:
+            await asyncio.to_thread(shutil.copyfile, source, dest)
+        except OSError as exc:
+            raise self._error(exc, "read", source) from None
+
+    async def _copy_in(self, target: Path, path: Path) -> None:
         def copy(out: IO[bytes]) -> None:
             with path.open("rb") as source:
                 shutil.copyfileobj(source, out, 1 << 20)

@@ -54,6 +54,12 @@ class ResultSink(Protocol):
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
         """Store a finished report file under the job's root as `name`."""
 
+    async def put_object(self, name: str, path: Path, content_type: str) -> None:
+        """Store a file as `name`, a path of plain segments under the job's root (`shards/<id>.jsonl`)."""
+
+    async def get_object(self, name: str, dest: Path) -> None:
+        """Copy the file stored as `name` (see put_object) to the local file `dest`."""
+
 
 def safe_prefix(prefix: str | None, what: str = "prefix") -> str:
     """`a/b`, `/a/b/`, `a//b/.` → `a/b/`; empty → ``; any `..` segment is refused."""
@@ -80,6 +86,13 @@ def unit_name(unit_id: str) -> str:
 def file_name(name: str) -> str:
     if not name or name.startswith(".") or "/" in name or "\\" in name:
         raise ValueError(f"report file name {name!r} must be a plain file name")
+    return name
+
+
+def object_name(name: str) -> str:
+    """`dir/file`: every segment a plain file name (see file_name)."""
+    for part in name.split("/"):
+        file_name(part)
     return name
 
 

@@ -49,6 +49,7 @@ from .sinkbase import (
     ResultSink,
     SinkError,
     file_name,
+    object_name,
     ordered_calls,
     parse_unit,
     safe_prefix,
@@ -152,7 +153,16 @@ class S3Sink:
         return parse_unit(data, f"s3://{self.bucket}/{key}")
 
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
-        key = self.key(file_name(name))
+        await self._upload(self.key(file_name(name)), path, content_type)
+
+    async def put_object(self, name: str, path: Path, content_type: str) -> None:
+        await self._upload(self.key(object_name(name)), path, content_type)
+
+    async def get_object(self, name: str, dest: Path) -> None:
+        key = self.key(object_name(name))
+        await self._call("read", key, self._client.download_file, Bucket=self.bucket, Key=key, Filename=str(dest))
+
+    async def _upload(self, key: str, path: Path, content_type: str) -> None:
         # upload_file switches to a multipart upload for large files (results.json of a big job).
         await self._call("write", key, self._client.upload_file, Filename=str(path), Bucket=self.bucket, Key=key,
                          ExtraArgs={"ContentType": content_type},

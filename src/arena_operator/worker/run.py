@@ -218,6 +218,15 @@ class Worker:
         await self.queue.mark_aggregated(self.sink.url, summary, verdict.short if verdict else None)
 
 
+def worker_class(config: dict[str, Any]) -> type[Worker]:
+    """The Worker of the job's type (datagen's builds on this module's, hence the import here)."""
+    if config.get("type") == "datagen":
+        from ..datagen.worker import DataGenWorker
+
+        return DataGenWorker
+    return Worker
+
+
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
     """The worker's whole life; returns the process exit code (0 drained or cancelled, 1 fatal)."""
     client = aioredis.from_url(settings.redis_url)
@@ -250,7 +259,7 @@ async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[
             return 1
         if on_ready:
             await on_ready()
-        work = asyncio.create_task(Worker(settings, queue, bundle, config, sink, metrics).run())
+        work = asyncio.create_task(worker_class(config)(settings, queue, bundle, config, sink, metrics).run())
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
         try:
             await work

@@ -13,6 +13,7 @@ makes a re-created job of the same name start from nothing. Keys (suffixes of th
     :aggregator  the consumer holding the aggregation lease   :aggregated  {url, summary} once aggregated
     :heartbeats  ZSET consumer → last seen (Redis server clock)   :config  the resolved job config JSON
     :fatal       the first error that stops workers from running at all (bad artifact, unreachable sink)
+    :datagen:*   a datagen job's content hashes and per-shard item counts (workqueue.datagen.DataGenLedger)
 
 Why each step is safe when any process dies at any moment:
 

@@ -202,3 +202,26 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 """
+
+# Datagen (workqueue.datagen). KEYS hashes, stream; ARGV hash, owner, hash, owner, ... → per pair 1 if `owner` owns
+# the content hash: the first claim of a hash wins, and the same owner claiming it again gets it again.
+DATAGEN_CLAIM = """
+local out = {}
+local alive = redis.call('EXISTS', KEYS[2]) == 1
+for i = 1, #ARGV, 2 do
+  if alive and (redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1
+                or redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1]) then
+    table.insert(out, 1)
+  else
+    table.insert(out, 0)
+  end
+end
+return out
+"""
+
+# KEYS hash, stream; ARGV field, value → HSET, unless the job's keys are gone (a straggler after delete)
+DATAGEN_SET = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
