@@ -54,7 +54,7 @@ def test_engine_is_plain_python(path: Path) -> None:
     assert all(m.startswith("arena_operator.engine") for m in ours), f"engine imports outside itself: {ours}"
 
 
-DOMAIN = ("reconcile", "runplan", "workqueue", "results", "engine", "sources", "api")
+DOMAIN = ("reconcile", "runplan", "workqueue", "results", "engine", "sources", "api", "loadtest")
 
 
 def _ours(path: Path) -> set[str]:
@@ -70,6 +70,13 @@ def test_domain_packages_never_import_kopf_or_the_operator(path: Path) -> None:
 @pytest.mark.parametrize("path", sources("worker") + sources("local"), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_runtimes_never_import_the_operator_or_the_controllers(path: Path) -> None:
     wrong = {m for m in _ours(path) if m.startswith(("arena_operator.operator", "arena_operator.reconcile"))}
+    assert not wrong, f"{path.name} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", sources("loadtest"), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_load_test_engine_serves_both_runtimes_and_imports_neither(path: Path) -> None:
+    wrong = {m for m in _ours(path) if m.startswith(("arena_operator.reconcile", "arena_operator.worker",
+                                                     "arena_operator.local", "arena_operator.cli"))}
     assert not wrong, f"{path.name} imports {wrong}"
 
 
