@@ -16,7 +16,7 @@ class Dedupe(Protocol):
 
 
 class LocalDedupe:
-    """In this process: a dict of hash → owner (about 100 bytes per item: 10 MB at 100,000 items)."""
+    """In this process: a dict of hash → owner (about 170 bytes per item: 17 MB at 100,000 items)."""
 
     def __init__(self) -> None:
         self.owners: dict[str, str] = {}
