@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a fresh Debian machine with Python 3.11: a virtualenv with the project,
-# and (with --test) the test extras, the real services the tests start (redis, git, OCI registry), and in .tools/:
-# helm + kubectl binaries (bin/) and the project's dependencies as wheels (wheelhouse/, for the offline image
-# install test). Idempotent: what is already there is kept.
+# and (with --test) the test extras, the real services the tests start (redis, git, OCI registry), a headless
+# chromium (the report's browser test), and in .tools/: helm + kubectl binaries (bin/) and the project's
+# dependencies as wheels (wheelhouse/, for the offline image install test). Idempotent: what is already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +64,8 @@ build_wheelhouse() {
 
 if [ "$want_test" -eq 1 ]; then
   apt_install redis-server git docker-registry
+  # Headless Chromium: tests/integration/test_report_browser.py opens report.html in it (no network needed)
+  apt_install chromium
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
   install_helm_kubectl
   build_wheelhouse

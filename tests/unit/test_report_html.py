@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 from html.parser import HTMLParser
@@ -162,7 +164,13 @@ def test_failed_and_error_runs_are_open_passed_closed() -> None:
 def test_untrusted_content_is_escaped() -> None:
     html = render(sample_runs())
     page = parse(html)
-    assert not [tag for tag, _ in page.tags if tag in ("script", "iframe", "object", "embed")]
+    assert not [tag for tag, _ in page.tags if tag in ("iframe", "object", "embed")]
+    # one script, the report's own, inlined (no src) and allowed by its hash: no other script could run
+    assert [attrs for tag, attrs in page.tags if tag == "script"] == [{}]
+    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = next(attrs["content"] for tag, attrs in page.tags if tag == "meta" and attrs.get("http-equiv"))
+    assert f"script-src 'sha256-{digest}'" in str(policy) and "default-src 'none'" in str(policy)
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert XSS in "".join(page.text)  # shown to the reader as text

@@ -1,69 +1,38 @@
-"""The self-contained HTML report of a run: totals, providers, a pass/fail matrix, every conversation."""
+"""The self-contained HTML report of a run: totals, failures grouped by reason, charts, providers, the pass/fail
+matrix, every conversation shown (side by side across providers), and a small inlined script that filters them.
+
+One file, no network: styles, SVG charts and the script are inline, and the page's Content-Security-Policy
+(`default-src 'none'`, the script allowed by its hash) forbids loading anything. Deterministic: the same runs and
+summary give the same bytes (no clock, no random ids)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from markupsafe import Markup
 
+from . import report_charts as charts
+from .report_format import anchor, href, measured_ms, ms, num, pct, pretty, run_anchor, scenario_href, usd
+from .report_views import ScenarioDetail, assertions, failure_rows, scenario_detail
+from .selection import FailureGroups
+
+# The number formats, under the names the load-test report imports them by.
+_ms, _num, _pct, _usd = ms, num, pct, usd
 TEMPLATE = "report.html.j2"
+SCRIPT = "report.js.j2"
+STYLE = "report.css.j2"
+FAILURE_ROWS = 100  # failure reasons listed (all are counted)
 _TEMPLATES = Path(__file__).with_name("templates")
 # Header facts shown first and with a friendly label; any other meta key follows, labelled by its name.
 _META_LABELS = {"bundle": "Bundle", "bundle_name": "Bundle", "revision": "Revision", "command": "Command",
                 "started": "Started", "finished": "Finished", "planned": "Planned runs"}
-_STATUSES = ("passed", "failed", "error")
-
-
-def anchor(scenario_id: str) -> str:
-    """The id of a scenario's section: `scenario-<id>`, whitespace (not allowed in ids) turned into `_`."""
-    return "scenario-" + re.sub(r"\s+", "_", scenario_id)
-
-
-def _href(scenario_id: str) -> str:
-    return "#" + quote(anchor(scenario_id), safe="-_.~!$&'()*+,;=:@/")
-
-
-def _num(value: Any) -> str:
-    try:
-        return f"{int(value or 0):,}"
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _ms(value: Any) -> str:
-    """Milliseconds for people: `843 ms`, `12.4 ms`, `3.21 s`; a dash when unknown."""
-    try:
-        ms = float(value)
-    except (TypeError, ValueError):
-        return "\u2013"  # en dash
-    if ms >= 10_000:
-        return f"{ms / 1000:,.1f} s"
-    if ms >= 1_000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
-
-
-def _usd(value: Any) -> str:
-    amount = float(value or 0)
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
-
-
-def _pct(rate: Any) -> str:
-    return f"{float(rate or 0) * 100:.1f}%"
-
-
-def _pretty(value: Any) -> str:
-    """JSON for tool arguments and assertion details (indented when long); strings as they are."""
-    if isinstance(value, str):
-        return value
-    compact = json.dumps(value, ensure_ascii=False, default=str)
-    return compact if len(compact) <= 100 else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def _cell_class(cell: dict[str, int] | None) -> str:
@@ -85,38 +54,9 @@ def _row_totals(row: dict[str, dict[str, int]] | None) -> dict[str, int]:
     return out
 
 
-def _assertions(block: Any) -> list[dict[str, Any]]:
-    return list((block or {}).get("results") or []) if isinstance(block, dict) else []
-
-
 def _triggered(validators: Any) -> list[dict[str, Any]]:
     """The guardrail validators that fired on a reply."""
     return [v for v in validators or [] if isinstance(v, dict) and v.get("triggered")]
-
-
-def _run_view(run: dict[str, Any]) -> dict[str, Any]:
-    """The few derived facts the template needs about one run, computed once."""
-    fallback = "error" if run.get("Error") else "passed" if run.get("Passed") else "failed"
-    status = str(run.get("Status") or fallback)
-    if status not in _STATUSES:
-        status = "failed"
-    messages = run.get("Messages") or []
-    failed = sum(1 for m in messages for a in _assertions((m.get("meta") or {}).get("assertions"))
-                 if not a.get("passed"))
-    failed += sum(1 for a in _assertions(run.get("conversation_assertions")) if not a.get("passed"))
-    region = str(run.get("Region") or "")
-    return {"run": run, "status": status, "messages": messages, "failed_assertions": failed,
-            "region": "" if region == "default" else region, "cost": run.get("Cost") or {},
-            "conversation_assertions": _assertions(run.get("conversation_assertions"))}
-
-
-def _sort_key(view: dict[str, Any]) -> tuple[str, str, int]:
-    run = view["run"]
-    try:
-        trial = int(run.get("Trial") or 0)
-    except (TypeError, ValueError):
-        trial = 0
-    return str(run.get("ProviderID", "")), view["region"], trial
 
 
 def _meta_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -135,34 +75,64 @@ def _meta_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
-@lru_cache(maxsize=1)
-def _template() -> Template:
+def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=_num, ms=_ms, usd=_usd, pct=_pct, pretty=_pretty)
-    env.globals.update(anchor=anchor, href=_href, cell_class=_cell_class, assertions=_assertions,
-                       row_totals=_row_totals, triggered=_triggered)
-    return env.get_template(TEMPLATE)
+    env.filters.update(num=num, ms=ms, usd=usd, pct=pct, pretty=pretty)
+    env.globals.update(anchor=anchor, href=scenario_href, run_href=lambda run_id: href(run_anchor(run_id)),
+                       cell_class=_cell_class, assertions=assertions, row_totals=_row_totals, triggered=_triggered,
+                       measured=measured_ms)
+    return env
+
+
+@lru_cache(maxsize=1)
+def _template() -> Template:
+    return _environment().get_template(TEMPLATE)
+
+
+@lru_cache(maxsize=1)
+def _inline() -> tuple[Markup, Markup, str]:
+    """The inlined style and script, and the Content-Security-Policy that allows exactly them."""
+    env = _environment()
+    style, script = (env.get_template(name).render().strip() for name in (STYLE, SCRIPT))
+    if "</" in script:
+        raise ValueError(f"{SCRIPT} must not contain '</' (it is inlined in a <script> element)")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src data:; "
+              "base-uri 'none'; form-action 'none'")
+    return Markup(style), Markup(script), policy
 
 
 class _ScenarioViews:
-    """scenario → its runs' views, sorted, made when the template reaches that scenario: runs given as JSON lines
-    are parsed one scenario at a time, so only one scenario's detail is in memory as objects."""
+    """scenario → its runs' details, made when the template reaches that scenario: runs given as JSON lines are
+    parsed one scenario at a time, so only one scenario's detail is in memory as objects."""
 
-    def __init__(self, runs: Iterable[dict[str, Any] | bytes]) -> None:
+    def __init__(self, runs: Iterable[dict[str, Any] | bytes], matrix: dict[str, dict[str, dict[str, int]]],
+                 changes: dict[str, str]) -> None:
         self._runs: dict[str, list[dict[str, Any] | bytes]] = {}
-        for run in runs:
-            scenario = (json.loads(run) if isinstance(run, bytes) else run).get("ScenarioID", "")
-            self._runs.setdefault(str(scenario), []).append(run)
+        self.run_ids: set[str] = set()
+        self._matrix, self._changes = matrix, changes
+        # The Failures section counts every run: a DetailSelection's runs carry the count made over all of them;
+        # runs given otherwise are every run, counted here.
+        self.failures: FailureGroups = getattr(runs, "failures", None) or FailureGroups()
+        count = not hasattr(runs, "failures")
+        for item in runs:
+            run = json.loads(item) if isinstance(item, bytes) else item
+            self._runs.setdefault(str(run.get("ScenarioID", "")), []).append(item)
+            self.run_ids.add(str(run.get("RunID", "")))
+            if count:
+                self.failures.add(run)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._runs)
 
-    def get(self, scenario: str, default: Any = None) -> Any:
-        if scenario not in self._runs:
-            return default
-        views = [_run_view(json.loads(run) if isinstance(run, bytes) else run) for run in self._runs[scenario]]
-        return sorted(views, key=_sort_key)
+    def __len__(self) -> int:
+        return len(self.run_ids)
+
+    def get(self, scenario: str) -> ScenarioDetail:
+        runs = (json.loads(r) if isinstance(r, bytes) else r for r in self._runs.get(scenario, []))
+        cells = {p: sum(int(v) for v in c.values()) for p, c in (self._matrix.get(scenario) or {}).items()}
+        return scenario_detail(runs, cells, self._changes)
 
 
 def _changes(comparison: dict | None) -> list[dict[str, Any]]:
@@ -174,14 +144,30 @@ def _changes(comparison: dict | None) -> list[dict[str, Any]]:
     return sorted(moved, key=lambda c: (c.get("delta") is None, c.get("delta") or 0, c["scenario"], c["provider"]))
 
 
+def _run_changes(comparison: dict | None) -> dict[str, str]:
+    """Run id → "newly failing" / "newly passing", for the runs comparison.json names."""
+    out: dict[str, str] = {}
+    for cell in (comparison or {}).get("cells") or []:
+        out.update(dict.fromkeys(map(str, cell.get("newlyFailing") or []), "newly failing"))
+        out.update(dict.fromkeys(map(str, cell.get("newlyPassing") or []), "newly passing"))
+    return out
+
+
+def _scenario_order(scenarios: list[str], matrix: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    """Scenarios with a failed or errored run first, each group by name."""
+    return sorted(scenarios, key=lambda s: (_row_totals(matrix.get(s))["passed"] == _row_totals(matrix.get(s))["runs"],
+                                            s))
+
+
 def write_html(
     runs: Iterable[dict[str, Any] | bytes], summary: dict, out: IO[str], title: str = "Arena report",
     meta: dict | None = None, comparison: dict | None = None,
 ) -> None:
     """Render the report into `out`. `runs` (dicts, or their JSON lines) is iterated once; output is streamed.
     `comparison` (comparison.json's content) adds "Changes since <baseline>" at the top."""
-    by_scenario = _ScenarioViews(runs)
     matrix: dict[str, dict[str, dict[str, int]]] = summary.get("matrix") or {}
+    run_changes = _run_changes(comparison)
+    by_scenario = _ScenarioViews(runs, matrix, run_changes)
     providers_summary: dict[str, dict[str, Any]] = summary.get("providers") or {}
     scenarios = sorted(set(matrix) | set(by_scenario))
     providers = sorted(set(providers_summary) | {p for row in matrix.values() for p in row})
@@ -189,10 +175,21 @@ def write_html(
     totals: dict[str, Any] = {key: summary.get(key, 0) for key in (
         "runs", "passed", "failed", "errors", "passRate", "inputTokens", "outputTokens", "costUSD")}
     totals.update(p50=latency.get("p50"), p95=latency.get("p95"))
+    heatmap, heatmap_note = charts.heatmap(scenarios, providers, matrix)
+    style, script, policy = _inline()
+    groups = by_scenario.failures
+    listed = failure_rows(groups, FAILURE_ROWS)
+    deltas = {(c["scenario"], c["provider"]): c.get("delta") for c in (comparison or {}).get("cells") or []}
     stream = _template().generate(
-        title=title, meta_rows=_meta_rows(meta), totals=totals, error_kinds=summary.get("errorKinds") or {},
-        providers=providers, providers_summary=providers_summary, matrix=matrix, scenarios=scenarios,
-        by_scenario=by_scenario, comparison=comparison, changes=_changes(comparison),
+        title=title, meta_rows=_meta_rows(meta), sample_note=(meta or {}).get("runs_shown"), totals=totals,
+        error_kinds=summary.get("errorKinds") or {}, providers=providers, providers_summary=providers_summary,
+        matrix=matrix, scenarios=scenarios, sections=_scenario_order(scenarios, matrix), by_scenario=by_scenario,
+        comparison=comparison, changes=_changes(comparison), deltas=deltas, run_ids=by_scenario.run_ids,
+        failures=listed, failures_unlisted=sum(g.runs for g in groups.ranked()[FAILURE_ROWS:]),
+        reasons=len(groups.groups), failed_runs=groups.failed_runs, untracked_runs=groups.other_runs,
+        heatmap=heatmap, heatmap_note=heatmap_note, latency_chart=charts.latency_chart(providers, providers_summary),
+        cost_chart=charts.cost_chart(providers, providers_summary), style=style, script=script, csp=policy,
+        statuses=("failed", "error", "passed"),
     )
     for chunk in stream:
         out.write(chunk)
