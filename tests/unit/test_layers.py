@@ -54,7 +54,7 @@ def test_engine_is_plain_python(path: Path) -> None:
     assert all(m.startswith("arena_operator.engine") for m in ours), f"engine imports outside itself: {ours}"
 
 
-DOMAIN = ("reconcile", "runplan", "workqueue", "results", "engine", "sources", "api", "loadtest")
+DOMAIN = ("reconcile", "runplan", "workqueue", "results", "engine", "sources", "api", "loadtest", "datagen")
 
 
 def _ours(path: Path) -> set[str]:
