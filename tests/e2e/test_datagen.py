@@ -15,6 +15,7 @@ import redis
 import yaml
 
 from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, wait_event
+from tests.e2e.test_arenajob import finished
 from tests.fakes.services import GitDaemon
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
@@ -57,10 +58,6 @@ def seed_example(count: int, **spec: Any) -> dict[str, Any]:
     job["spec"]["dataGen"]["count"] = count
     job["spec"].update(spec)
     return job
-
-
-def finished(o: dict[str, Any] | None) -> bool:
-    return dig(o, "status.phase") in ("Succeeded", "Failed", "Cancelled")
 
 
 def merged_items(kubelet: Kubelet, job: str) -> list[dict[str, Any]]:

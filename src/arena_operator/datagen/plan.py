@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.plan import RunCombination
+from ..runplan.units import batches
 
 MAX_SHARD_ITEMS = 250
 SHARDS_PER_WORKER = 4
@@ -79,14 +80,7 @@ class DataGenPlan:
 
     def batches(self, size: int = 500) -> Iterator[list[dict[str, Any]]]:
         """The shards in queue form, a batch at a time (the planner's enqueue loop)."""
-        batch: list[dict[str, Any]] = []
-        for shard in self.shards():
-            batch.append(shard.to_json())
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return batches(self.shards(), size)  # type: ignore[arg-type]  # a Shard is queued as a WorkUnit is
 
     def describe(self) -> str:
         return (f"{self.count} items ({self.format}) in {self.shard_count} shards over {len(self.templates)} "
