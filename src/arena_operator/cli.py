@@ -146,6 +146,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _usage_error("-j must be at least 1")
     if args.trials is not None and args.trials < 1:
         return _usage_error("--trials must be at least 1")
+    if args.count is not None and args.count < 1:
+        return _usage_error("--count must be at least 1")
     filters = RunFilters(scenarios=_globs(args.scenario), exclude_scenarios=_globs(args.exclude_scenario),
                          providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials)
     options = LocalRunOptions(

@@ -103,7 +103,7 @@ async def generate_shard(plan: DataGenPlan, shard: Shard, generate: Generate, de
                 stats.retries += 1
                 _reject(slot, FAILED, f"{run.get('ErrorKind') or 'error'}: {run.get('Error')}")
                 if run.get("ErrorKind") in FINAL_KINDS:
-                    raise ShardFailed(f"{shard.id}: item {slot.item}: generation failed ({slot.last_error})",
+                    raise ShardFailed(f"item {slot.item}: generation failed ({slot.last_error})",
                                       retryable=False)
             elif not run.get("Passed"):
                 stats.filtered += 1
@@ -124,7 +124,7 @@ async def generate_shard(plan: DataGenPlan, shard: Shard, generate: Generate, de
         for slot in open_slots:
             slot.attempt += 1
             if slot.attempt >= MAX_TRIES_PER_ITEM:
-                raise _exhausted(shard, slot)
+                raise _exhausted(slot)
         while emitted in finished:
             emit(finished.pop(emitted))
             emitted += 1
@@ -140,9 +140,9 @@ def _reject(slot: _Slot, reason: str, error: str = "") -> None:
         slot.last_error = error
 
 
-def _exhausted(shard: Shard, slot: _Slot) -> ShardFailed:
+def _exhausted(slot: _Slot) -> ShardFailed:
     tally = ", ".join(f"{n} {reason}" for reason, n in slot.reasons.most_common())
     worst = slot.reasons.most_common(1)[0][0]
     detail = f"; last error {slot.last_error}" if slot.last_error else ""
-    return ShardFailed(f"{shard.id}: item {slot.item} was rejected {slot.attempt} times in a row ({tally}){detail}: "
+    return ShardFailed(f"item {slot.item} was rejected {slot.attempt} times in a row ({tally}){detail}: "
                        f"{HINTS[worst]}", retryable=worst == FAILED)

@@ -62,7 +62,7 @@ class DataGenWorker(Worker):
             await self.ledger.written(shard.id, 0)
             if await self.queue.fail(claimed, exc.message, retryable=exc.retryable):
                 await self.ledger.lost(shard.id, shard.size)
-            log.warning("%s (attempt %d)", exc.message, claimed.attempt)
+            log.warning("shard %s failed (attempt %d): %s", shard.id, claimed.attempt, exc.message)
             return
         finally:
             keeper.cancel()
