@@ -152,8 +152,8 @@ def test_provider_filter_and_side_by_side(browser: Page, compared: Path) -> None
     assert "I can help with your account" in replies[0] and "Hey. What now?" in replies[1]
     assert "✗ contains" in replies[1] and "✗" not in replies[0]
     assert "Hi there, I need some help with my account." in visible(page, f"{greeting} tbody th")[0]  # once
-    page.js(f"const s = document.querySelector('select[name=provider]'); s.value = {json.dumps(RIVAL)};"
-            "s.dispatchEvent(new Event('change', {bubbles: true}))")
+    page.type("select[name=provider]", "support-r")  # the keyboard's type-ahead picks the option
+    assert page.js("document.querySelector('select[name=provider]').value") == RIVAL
     assert {p for _, p, _ in runs_visible(page)} == {RIVAL}
     assert visible(page, f"{greeting} thead th[data-provider]", "data-provider") == [RIVAL]
     assert all(RIVAL in row or "×" not in row for row in visible(page, "#failures tbody tr"))
@@ -164,6 +164,9 @@ def test_matrix_cell_and_baseline_changes_navigate_to_the_runs(browser: Page, co
     page.click(f'table.matrix td a[data-scenario="order-status"][data-provider="{RIVAL}"]')
     assert set(runs_visible(page)) == {("order-status", RIVAL, "passed")}
     assert page.js("location.hash") == "#scenario-order-status"
+    page.click('svg.heatmap a[data-scenario="escalation"][data-provider="support-assistant"] rect')
+    assert runs_visible(page) == [("escalation", "support-assistant", "failed")] * 2
+    assert page.js("location.hash") == "#scenario-escalation"
     # the comparison: greeting × rival regressed; its newly failing runs are linked and can be filtered to
     assert "Changes since" in visible(page, "#changes-h")[0]
     assert len(visible(page, "table.changes tbody tr")) == 1

@@ -60,8 +60,8 @@ def heatmap(scenarios: list[str], providers: list[str],
     longest = min(max((len(p) for p in columns), default=4), 24) * _CHAR_W
     top = int(longest * 0.6) + 18
     width, height = left + _CELL_W * len(columns) + int(longest * 0.82), top + _CELL_H * len(rows) + 4
-    out = [f'<svg class="chart heatmap" role="img" aria-labelledby="heatmap-h" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+    out = [f'<svg class="chart heatmap" aria-labelledby="heatmap-h" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}">']
     for index, provider in enumerate(columns):
         x = left + _CELL_W * index + _CELL_W / 2
         out.append(f'<text class="col" transform="translate({x:.0f},{top - 6}) rotate(-35)">'
@@ -104,7 +104,7 @@ def _axis(peak: float) -> list[float]:
 def _frame(rows: int, left: int, label: str, ticks: list[tuple[float, str]]) -> tuple[list[str], int]:
     width, height = left + _PLOT_W + 270, _ROW_H * rows + 30
     out = [f'<svg class="chart" role="img" aria-label="{_attr(label)}" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+           f'viewBox="0 0 {width} {height}">']
     for fraction, text in ticks:
         x = left + _PLOT_W * fraction
         out.append(f'<line class="grid" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 20}"/>'

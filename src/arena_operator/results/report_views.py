@@ -172,6 +172,6 @@ def failure_rows(groups: FailureGroups, shown: int) -> list[dict[str, Any]]:
         cells = sorted(group.cells.items(), key=lambda item: (-item[1], item[0]))
         rows.append({"status": status, "kind": kind, "message": message, "runs": group.runs,
                      "cells": cells, "other_cell_runs": group.other_cell_runs,
-                     "example": run_anchor(group.example) if group.example else None,
+                     "example": group.example,
                      "data": json.dumps([list(cell) for cell, _ in cells], ensure_ascii=False)})
     return rows
