@@ -112,11 +112,19 @@ class Page:
 
     def screenshot(self, path: Path, width: int = 1280) -> None:
         """The whole page: the viewport is made as tall as the page first, so that content the page renders only
-        when on screen (content-visibility: auto) is drawn too."""
-        height = self.js("document.documentElement.scrollHeight")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        self.js("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-        shot = self.send("Page.captureScreenshot", format="png")
+        when on screen (content-visibility: auto) is drawn too — and again until the height settles, since that
+        content's real height replaces its placeholder's."""
+        height = 0
+        for _ in range(5):
+            measured = self.js("Math.ceil(document.body.scrollHeight)")
+            if measured == height:
+                break
+            height = measured
+            self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                      mobile=False)
+            self.js("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        shot = self.send("Page.captureScreenshot", format="png",
+                         clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 

@@ -14,7 +14,7 @@ from .report_format import anchor, href, ms, num, pct, usd
 HEATMAP_ROWS = 50  # scenarios drawn; with more, the ones with the lowest pass rate (the matrix lists all)
 HEATMAP_COLUMNS = 40
 _CELL_W, _CELL_H, _CHAR_W = 64, 22, 7.0
-_PLOT_W, _ROW_H = 360, 26
+_PLOT_W, _ROW_H = 300, 26
 
 
 def _attr(value: Any) -> str:
