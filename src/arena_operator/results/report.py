@@ -155,8 +155,11 @@ def _run_changes(comparison: dict | None) -> dict[str, str]:
 
 def _scenario_order(scenarios: list[str], matrix: dict[str, dict[str, dict[str, int]]]) -> list[str]:
     """Scenarios with a failed or errored run first, each group by name."""
-    return sorted(scenarios, key=lambda s: (_row_totals(matrix.get(s))["passed"] == _row_totals(matrix.get(s))["runs"],
-                                            s))
+    def all_passed(scenario: str) -> bool:
+        totals = _row_totals(matrix.get(scenario))
+        return totals["passed"] == totals["runs"]
+
+    return sorted(scenarios, key=lambda s: (all_passed(s), s))
 
 
 def write_html(
@@ -164,7 +167,9 @@ def write_html(
     meta: dict | None = None, comparison: dict | None = None,
 ) -> None:
     """Render the report into `out`. `runs` (dicts, or their JSON lines) is iterated once; output is streamed.
-    `comparison` (comparison.json's content) adds "Changes since <baseline>" at the top."""
+    `runs` are the runs shown in full: a DetailSelection's `runs` bring the failure reasons counted over every run
+    (any other iterable is taken to be every run). `summary` (summary.json's content) gives the counts, charts
+    and matrix. `comparison` (comparison.json's content) adds "Changes since <baseline>" at the top."""
     matrix: dict[str, dict[str, dict[str, int]]] = summary.get("matrix") or {}
     run_changes = _run_changes(comparison)
     by_scenario = _ScenarioViews(runs, matrix, run_changes)
