@@ -29,10 +29,10 @@ import redis.asyncio as aioredis
 from .metrics import Recorder, Tally
 from .roster import Roster
 
-REFRESH_S = 0.5  # heartbeat and roster refresh
+REFRESH_S = 0.25  # heartbeat and roster refresh
 PUSH_S = 1.0  # metrics to Redis
-LIVENESS_S = 3.0  # a worker silent this long is gone: the others take its share
-LEAD_S = 1.5  # a roster change takes effect this long after it was seen (> REFRESH_S, so all see it first)
+LIVENESS_S = 2.0  # a worker silent this long is gone: the others take its share
+LEAD_S = 1.0  # a roster change takes effect this long after it was seen (> REFRESH_S, so all see it first)
 START_DELAY_S = 2.0
 
 ROSTER = """

@@ -1,6 +1,6 @@
 """Who runs which part of the load: the roster of live workers and each worker's share of it.
 
-The roster is kept in Redis (coord.py): every worker refreshes its heartbeat twice a second; a change (a worker
+The roster is kept in Redis (coord.py): every worker refreshes its heartbeat four times a second; a change (a worker
 joined, left or stopped answering) takes effect ``lead`` seconds later, at one moment every worker agrees on, so
 that all of them switch to the new shares together. Before that moment the previous roster holds.
 

@@ -6,7 +6,7 @@ delayed (k6's constant-arrival-rate semantics; no coordinated omission: a slow s
 arrivals and higher latency, never as a lower offered rate). The lag between an arrival's due time and its
 start is measured (scheduling lag). Closed model: this worker's virtual users run scenarios back to back.
 
-Every 0.5 s the roster is refreshed (the share follows workers joining and leaving), every second the
+Every 0.25 s the roster is refreshed (the share follows workers joining and leaving), every second the
 measurements are pushed and the stop flag (budget, cancel) and the spend are checked.
 """
 
