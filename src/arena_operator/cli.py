@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from .datagen.formats import FORMATS as DATAGEN_FORMATS
 from .datagen.local import datagen_settings, run_datagen_command
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
-from .engine.plan import RunFilters, generate_plan
+from .engine.plan import RunFilters, iter_plan
 from .local.diff import diff, print_comparison
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
 from .results.sinkbase import SinkError
 from .runplan.selection import ResolutionError
+from .runplan.units import DEFAULT_MAX_UNITS
 from .sources.errors import SourceError
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
@@ -49,9 +51,13 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--region", action="append", help="region(s) to run (default: default)")
     run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
     run.add_argument("--mock-config", type=Path, help="mock responses file for --mock-provider")
-    run.add_argument("--formats", help="comma-separated: json,jsonl,junit,csv,html (html is always written; "
+    run.add_argument("--formats", help="comma-separated: json,jsonl,junit,csv,markdown,html (html is always written; "
                      "json implies jsonl); default: all")
-    run.add_argument("--out", type=Path, default=Path("arena-results"), help="output directory")
+    run.add_argument("-o", "--out", "--out-dir", dest="out", type=Path, default=Path("arena-results"),
+                     help="output directory (upstream: -o/--out-dir)")
+    run.add_argument("--temperature", type=float, help="sampling temperature for every provider (upstream flag)")
+    run.add_argument("--strict", action="store_true", help="bundle warnings (unknown keys, spellings upstream "
+                                                           "would not read) are errors")
     run.add_argument("-j", "--concurrency", type=int, help="parallel runs (default: arena defaults.concurrency)")
     run.add_argument("--ci", action="store_true", help="exit 1 when any run errored or any assertion failed")
     run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
@@ -67,7 +73,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      "--count items into <out>/data.<format> (default: an ArenaJob file's type)")
     run.add_argument("--count", type=int, help="datagen: items to generate (default: dataGen.count, else 100)")
     run.add_argument("--format", choices=DATAGEN_FORMATS, help="datagen: jsonl (default), json or csv")
-    run.add_argument("--seed", type=int, help="datagen: base seed (default: dataGen.seed, else defaults.seed)")
+    run.add_argument("--seed", type=int, help="the arena's defaults.seed (upstream flag); datagen: the base seed "
+                                              "(default: dataGen.seed, else defaults.seed)")
     run.add_argument("--no-dedupe", action="store_true", help="datagen: keep items whose content repeats")
 
 
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     differ.add_argument("--ci", action="store_true", help="exit 1 when any scenario × provider regressed")
     validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
     validate.add_argument("path", help="bundle directory or arena config file")
+    validate.add_argument("--strict", action="store_true", help="warnings are errors")
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf) against the current cluster")
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
@@ -124,10 +132,11 @@ def _report_problems(exc: BundleInvalid) -> int:
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     try:
-        bundle = load_bundle(Path(args.path))
+        bundle = load_bundle(Path(args.path), strict=args.strict)
     except BundleInvalid as exc:
         return _report_problems(exc)
-    runs = len(generate_plan(bundle))
+    counted = sum(1 for _ in islice(iter_plan(bundle), DEFAULT_MAX_UNITS + 1))  # never a list: trials can be huge
+    runs = f"more than {DEFAULT_MAX_UNITS}" if counted > DEFAULT_MAX_UNITS else str(counted)
     console.print(f"ok: {len(bundle.scenarios)} scenarios, {len(bundle.providers)} providers, {runs} runs planned",
                   style="green")
     return EXIT_OK
@@ -154,7 +163,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         bundle=Path(path), out_dir=args.out, filters=filters, concurrency=args.concurrency,
         mock_provider=args.mock_provider, mock_config=args.mock_config,
         formats=_globs([args.formats]) if args.formats else None, resume=args.resume, baseline=args.baseline,
-        max_pass_rate_drop=args.max_drop,
+        max_pass_rate_drop=args.max_drop, strict=args.strict, temperature=args.temperature, seed=args.seed,
     )
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a directory for the reports")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from arena_operator.local.failures import FailureDigest, failure_reason
 from arena_operator.local.progress import RunProgress
+from arena_operator.results.failures import FailureDigest, failure_reason
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,5 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
 
     formats = base.formats or (list(job.evaluation.output_formats) if job.evaluation and
                                job.evaluation.output_formats else None)
-    return LocalRunOptions(bundle=bundle_dir, out_dir=base.out_dir, filters=filters,
-                           concurrency=base.concurrency or config.concurrency, mock_provider=base.mock_provider,
-                           mock_config=base.mock_config, formats=formats, resume=base.resume, prepare=prepare,
-                           job_type=job.type, data_gen=job.data_gen)
+    return replace(base, bundle=bundle_dir, filters=filters, concurrency=base.concurrency or config.concurrency,
+                   formats=formats, prepare=prepare, job_type=job.type, data_gen=job.data_gen)

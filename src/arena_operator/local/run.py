@@ -22,8 +22,8 @@ from ..engine.providers.registry import build_providers
 from ..results.aggregate import aggregate
 from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
+from ..results.failures import FailureDigest
 from ..results.formats import DEFAULT_FORMATS, wanted_formats
-from .failures import FailureDigest
 
 
 @dataclass
@@ -38,6 +38,9 @@ class LocalRunOptions:
     resume: bool = False
     baseline: str | None = None  # an earlier run's results (directory or s3:// URL) to compare with
     max_pass_rate_drop: float = 0.0
+    strict: bool = False  # warnings (unknown keys, spellings upstream would not read) are errors
+    temperature: float | None = None  # --temperature: every provider's sampling temperature
+    seed: int | None = None  # --seed: the arena's defaults.seed
     # Applied to the loaded bundle before planning: how `arena run job.yaml` swaps in the manifests' Providers
     # and ToolRegistries, exactly as the operator does for a distributed job.
     prepare: Callable[[Bundle], None] | None = None
@@ -71,6 +74,16 @@ def choose_formats(bundle: Bundle, requested: list[str] | None) -> list[str]:
         formats = list(DEFAULT_FORMATS)
     wanted_formats(formats)  # ValueError naming the unknown ones
     return formats
+
+
+def override_sampling(bundle: Bundle, temperature: float | None, seed: int | None) -> None:
+    """Upstream's --temperature and --seed: one value for every provider, over the bundle's own."""
+    if temperature is not None:
+        bundle.arena.defaults.temperature = temperature
+        for provider in bundle.providers.values():
+            provider.defaults.temperature = temperature
+    if seed is not None:
+        bundle.arena.defaults.seed = seed
 
 
 class NothingSelected(ValueError):
@@ -152,7 +165,8 @@ async def _drain(
 async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = None,
                     on_plan: Callable[[int], None] | None = None) -> LocalRunOutcome:
     """Run the bundle, each result into `<out>/units/` as it finishes, then aggregate the units into the reports."""
-    bundle = load_bundle(options.bundle)
+    bundle = load_bundle(options.bundle, strict=options.strict)
+    override_sampling(bundle, options.temperature, options.seed)
     if options.prepare is not None:
         options.prepare(bundle)
     formats = choose_formats(bundle, options.formats)

@@ -42,6 +42,7 @@ from .formats import (
     wanted_formats,
 )
 from .junit import JunitWriter
+from .markdown import MarkdownWriter
 from .report import write_html
 from .selection import HTML_FAILURE_LIMIT, DetailSelection, cell_of
 from .sinkbase import ResultSink
@@ -90,6 +91,8 @@ def _writers(out: Path, work: Path, wanted: set[str]) -> list[ReportWriter]:
         writers.append(CsvWriter(out / FILE_NAMES["csv"]))
     if "junit" in wanted:
         writers.append(JunitWriter(out / FILE_NAMES["junit"], work / "junit-cases"))
+    if "markdown" in wanted:
+        writers.append(MarkdownWriter(out / FILE_NAMES["markdown"]))
     return writers
 
 

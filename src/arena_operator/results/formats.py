@@ -27,6 +27,7 @@ OUTPUTS = {
     "junit": OutputFormat("junit", "junit.xml", "application/xml"),
     "csv": OutputFormat("csv", "results.csv", "text/csv; charset=utf-8"),
     "html": OutputFormat("html", "report.html", "text/html; charset=utf-8"),
+    "markdown": OutputFormat("markdown", "report.md", "text/markdown; charset=utf-8"),
 }
 FORMATS = tuple(OUTPUTS)
 # What `arena run` and an ArenaJob write when no formats are given (CLI --formats, the arena file's
