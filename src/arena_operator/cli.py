@@ -24,6 +24,7 @@ from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters, iter_plan
 from .local.diff import diff, print_comparison
+from .local.loadtest import run_load_test_command
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
@@ -69,13 +70,21 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                                                                  "before it counts as a regression (0.05 = 5 pts)")
     run.add_argument("--bundle", type=Path, help="with an ArenaJob manifest file: the bundle directory to use "
                      "instead of fetching the ArenaSource")
-    run.add_argument("--type", choices=("evaluation", "datagen"), help="evaluation (default), or datagen: generate "
-                     "--count items into <out>/data.<format> (default: an ArenaJob file's type)")
+    run.add_argument("--type", choices=("evaluation", "datagen", "loadtest"), help="evaluation (default); datagen: "
+                     "generate --count items into <out>/data.<format>; loadtest: drive the providers at --rps (or "
+                     "--vus) for --duration (default: an ArenaJob file's type)")
     run.add_argument("--count", type=int, help="datagen: items to generate (default: dataGen.count, else 100)")
     run.add_argument("--format", choices=DATAGEN_FORMATS, help="datagen: jsonl (default), json or csv")
     run.add_argument("--seed", type=int, help="the arena's defaults.seed (upstream flag); datagen: the base seed "
                                               "(default: dataGen.seed, else defaults.seed)")
     run.add_argument("--no-dedupe", action="store_true", help="datagen: keep items whose content repeats")
+    run.add_argument("--rps", type=float, help="loadtest: scenario runs started per second (open model)")
+    run.add_argument("--vus", type=int, help="loadtest: virtual users (closed model, without --rps); with --rps, the "
+                     "cap on runs in flight")
+    run.add_argument("--duration", help="loadtest: e.g. 6s or 5m (default: loadTest.duration, else 60s)")
+    run.add_argument("--ramp-up", help="loadtest: from 0 to the target, e.g. 30s (default: loadTest.rampUp, else 0s)")
+    run.add_argument("--threshold", action="append", help="loadtest: an SLO such as 'latency_p95<500' (ms) or "
+                     "'error_rate<=0.01' (repeatable); under --ci a failed one exits 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +184,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             settings = datagen_settings(options.data_gen, count=args.count, fmt=args.format, seed=args.seed,
                                         dedupe=False if args.no_dedupe else None)
             return run_datagen_command(console, options, settings, args.quiet)
+        if "loadtest" in (args.type, options.job_type):
+            return run_load_test_command(console, options, args, Path(path) if is_job_file(Path(path)) else None)
         with progress:
             outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
     except BundleInvalid as exc:

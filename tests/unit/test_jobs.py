@@ -13,8 +13,8 @@ from arena_operator.reconcile.arenajob import unsupported_reason
 def test_unsupported_job_kinds_are_named() -> None:
     base = {"configRef": {"name": "c"}}
     assert unsupported_reason(ArenaJobSpec.model_validate(base)) is None
-    load = {**base, "type": "loadtest", "loadTest": {"targetRPS": 5}}
-    assert "loadtest" in str(unsupported_reason(ArenaJobSpec.model_validate(load)))
+    for kind in ({"type": "loadtest", "loadTest": {"targetRPS": 5}}, {"type": "datagen"}):
+        assert unsupported_reason(ArenaJobSpec.model_validate({**base, **kind})) is None
     nightly = ArenaJobSpec.model_validate({**base, "schedule": {"cron": "0 2 * * *"}})
     assert unsupported_reason(nightly) is None  # a template: reconcile.template runs it
 

@@ -320,7 +320,8 @@ async def test_a_job_waits_for_its_config_then_gives_up(store: tuple[ArtifactSto
 
 
 @pytest.mark.parametrize(("spec", "kube", "reason", "words"), [
-    ({"type": "loadtest", "loadTest": {"targetRPS": 5}}, None, "Unsupported", "loadtest"),
+    ({"type": "loadtest", "loadTest": {"targetRPS": 5, "rampUp": "2m", "duration": "1m"}}, None, "InvalidSpec",
+     "ramps (120s up + 0s down) are longer than loadTest.duration (60s)"),
     ({"scenarios": {"include": ["none-*"]}}, None, "EmptyPlan", "no work units"),
     ({"output": {"type": "pvc", "pvc": {"claimName": "absent"}}}, FakeKube(), "ClaimNotFound",
      "PersistentVolumeClaim ns/absent"),

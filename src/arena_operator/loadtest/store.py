@@ -65,7 +65,8 @@ class LoadStore:
             (seconds, micros), start, seen, left, alive, stop = await pipe.execute()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         start_ms = int(start) if start is not None else None
-        names = sorted(_text(k) for k in seen)
+        seen = {_text(k): _text(v) for k, v in seen.items()}
+        names = sorted(seen)
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(f"{self.job_key}:lt:w:{name}")
@@ -77,7 +78,7 @@ class LoadStore:
         for name, fields in zip(names, states, strict=True):
             fields = {_text(k): _text(v) for k, v in fields.items()}
             out = lefts.get(name)
-            info = WorkerInfo(name, (int(_text(seen[_key(seen, name)])) - origin) / 1000,
+            info = WorkerInfo(name, (int(seen[name]) - origin) / 1000,
                               (int(out[0]) - origin) / 1000 if out and name not in live else None,
                               out[1] if out and name not in live else None,
                               Tally.decode(json.loads(fields["totals"])) if fields.get("totals") else Tally())
@@ -90,6 +91,8 @@ class LoadStore:
     async def buckets(self, workers: list[str], seconds: list[int] | None = None) -> dict[int, list[str]]:
         """second → the encoded buckets of that second of every worker (all seconds, or only ``seconds``)."""
         found: dict[int, list[str]] = defaultdict(list)
+        if seconds == []:
+            return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in workers:
                 key = f"{self.job_key}:lt:b:{name}"
@@ -103,10 +106,6 @@ class LoadStore:
         return dict(found)
 
 
-def _key(mapping: dict[Any, Any], name: str) -> Any:
-    return name if name in mapping else name.encode()
-
-
 async def live_summary(store: LoadStore, profile: LoadProfile) -> tuple[LoadState, dict[str, Any]]:
     """The status.result.summary of a running load test: the summary so far (no verdict yet), the current rate
     over the last finished seconds and the workers active now."""
@@ -115,12 +114,12 @@ async def live_summary(store: LoadStore, profile: LoadProfile) -> tuple[LoadStat
     last = int(elapsed) - 1
     seconds = [s for s in range(last - CURRENT_WINDOW_S + 1, last + 1) if s >= 0]
     recent = await store.buckets([w.name for w in state.workers], seconds)
-    started = sum(merge(recent.get(s, [])).counts["started"] for s in seconds)
+    per_second = [merge(recent.get(s, [])) for s in seconds]
     summary = build_summary(profile, state.merged(), elapsed=elapsed, workers=state.workers, stop=state.stop,
                             final=False)
     current = merge(b for s in seconds for b in recent.get(s, []))
-    summary.update(current_rps=round(started / len(seconds), 3) if seconds else 0.0,
+    summary.update(current_rps=round(current.counts["started"] / len(seconds), 3) if seconds else 0.0,
                    current_dropped=int(current.counts["dropped"]), active_workers=len(state.alive),
                    current_lag_p99_ms=round(current.hists["lag"].get_value_at_percentile(99) / 1000, 3),
-                   current_capped=current.capped)
+                   current_capped=max((t.capped for t in per_second), default=0))
     return state, summary

@@ -47,6 +47,19 @@ async def run_load_test_worker(queue: WorkQueue, bundle: Bundle, config: dict[st
     await aggregate_when_over(queue, store, profile, sink, consumer, lease, meta, prepared.unpriced)
 
 
+class LoadTestWorker:
+    """A load test behind worker.run's Worker interface (constructor and ``run()``), so that the worker pod's
+    start-up (artifact, sink check, SIGTERM) is the same for every job type."""
+
+    def __init__(self, settings: Any, queue: WorkQueue, bundle: Bundle, config: dict[str, Any],
+                 sink: ResultSink | None, metrics: Any) -> None:
+        self.settings, self.queue, self.bundle, self.config, self.sink = settings, queue, bundle, config, sink
+
+    async def run(self) -> None:
+        meta = {"job": f"{self.settings.namespace}/{self.settings.job}", "revision": self.config.get("revision", "")}
+        await run_load_test_worker(self.queue, self.bundle, self.config, self.sink, self.settings.consumer, meta)
+
+
 async def aggregate_when_over(queue: WorkQueue, store: LoadStore, profile: LoadProfile, sink: ResultSink | None,
                               consumer: str, lease: float, meta: dict[str, Any], unpriced: list[str]) -> None:
     """Wait until the test is over everywhere; one worker writes the reports, the others wait until they are."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ..api.arenajob import LoadTestSettings
+from ..api.arenajob import ArenaJobSpec, LoadTestSettings
 from ..api.common import parse_duration
 from ..engine.bundle import load_bundle
 from ..loadtest.coord import LocalCoordinator
@@ -21,6 +22,7 @@ from ..loadtest.reports import timeseries, verdict_lines, write_reports
 from ..loadtest.run import mix_of, prepare, run_share
 from ..loadtest.summary import WorkerInfo, build_summary, test_end, verdict
 from ..loadtest.thresholds import parse_threshold
+from .manifests import read_manifests
 from .run import LocalRunOptions
 
 
@@ -107,21 +109,31 @@ def print_load_summary(console: Console, outcome: LoadOutcome) -> None:
     s = outcome.summary
     lat, ttft, lag = s["latency_ms"], s["ttft_ms"], s["scheduling_lag_ms"]
     target = f" (target {s['target_rps']:g}/s)" if s.get("target_rps") else ""
-    console.print(f"load test: {s['runs']['started']} runs at {s['achieved_rps']:g}/s{target}, {s['requests']} "
-                  f"requests, {s['dropped']} dropped, error rate {s['error_rate']:.2%}", markup=False)
     first_token = f", TTFT p95 {ttft['p95']:g} ms" if ttft["count"] else ""
-    console.print(f"latency p50/p95/p99 {lat['p50']:g}/{lat['p95']:g}/{lat['p99']:g} ms{first_token}, scheduling "
-                  f"lag p99 {lag['p99']:g} ms, cost ${s['cost_usd']:.4f}", markup=False)
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    say(f"load test: {s['runs']['started']} runs at {s['achieved_rps']:g}/s{target}, {s['requests']} requests, "
+        f"{s['dropped']} dropped, error rate {s['error_rate']:.2%}")
+    say(f"latency p50/p95/p99 {lat['p50']:g}/{lat['p95']:g}/{lat['p99']:g} ms{first_token}, scheduling lag p99 "
+        f"{lag['p99']:g} ms, cost ${s['cost_usd']:.4f}")
     if s.get("stopped"):
-        console.print(f"stopped: {s['stopped']['reason']}: {s['stopped']['message']}", style="red", markup=False)
+        say(f"stopped: {s['stopped']['reason']}: {s['stopped']['message']}", style="red")
     for line in verdict_lines(s):
-        console.print(line, style="green" if line.startswith("PASS") else "red", markup=False)
-    console.print(f"reports: {', '.join(str(p) for p in outcome.files)}", markup=False, highlight=False)
+        say(line, style="green" if line.startswith("PASS") else "red")
+    say(f"reports: {', '.join(str(p) for p in outcome.files)}")
+
+
+def job_load_test(job_file: Path | None) -> tuple[LoadTestSettings | None, int | None]:
+    """The loadTest block and spec.trials of the ArenaJob in ``job_file`` (None, None without a file)."""
+    if job_file is None:
+        return None, None
+    spec = ArenaJobSpec.model_validate(read_manifests(job_file).job["spec"])
+    return (spec.load_test if spec.type == "loadtest" else None), spec.trials
 
 
 def run_load_test_command(console: Console, options: LocalRunOptions, args: argparse.Namespace,
-                          load: LoadTestSettings | None, trials: int | None) -> int:
+                          job_file: Path | None) -> int:
     """The CLI's load-test path; 1 when a threshold failed (or the budget stopped it) under --ci, else 0."""
+    load, trials = job_load_test(job_file)
     outcome = asyncio.run(run_load_test_local(options, args, load, trials, None if args.quiet else console))
     print_load_summary(console, outcome)
     return 1 if args.ci and not outcome.passed else 0

@@ -109,9 +109,8 @@ def job_options(path: Path, bundle_dir: Path | None, base: LocalRunOptions) -> L
     job = ArenaJobSpec.model_validate(manifests.job["spec"])
     config = effective_config(job, ArenaConfigSpec.model_validate(manifests.config["spec"])
                               if manifests.config is not None else None)
-    if job.type not in ("evaluation", "datagen"):
-        raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now (evaluation and datagen "
-                              "run here)")
+    if job.type not in ("evaluation", "datagen", "loadtest"):
+        raise ManifestProblem(f"ArenaJob type {job.type!r} runs only in a cluster for now")
     unsupported = unsupported_fields(job)
     if unsupported:
         raise ManifestProblem(unsupported)

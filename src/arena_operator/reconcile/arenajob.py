@@ -1,7 +1,6 @@
-"""One reconcile pass of an ArenaJob (type evaluation), as ordered steps with one signature:
-forms → finished → cancel → config | source → plan → launch → observe (config for a job with configRef, source
-for one with sourceRef; reconcile.jobspec reads both forms as one). The first step that decides the pass stops
-it; `Ready` follows from the conditions (reconcile.outcome); the kopf handler applies the outcome. No kopf here."""
+"""One reconcile pass of an ArenaJob, ordered steps of one signature: forms → finished → cancel → config | source →
+plan → launch → observe (reconcile.jobspec reads both forms as one; reconcile.jobtypes has what the type changes).
+The first step that decides the pass stops it; `Ready` follows from the conditions (reconcile.outcome). No kopf."""
 
 from __future__ import annotations
 
@@ -29,8 +28,9 @@ from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBIL
 from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .baseline import choose_baseline
-from .datagen import datagen_progress, datagen_verdict, plan_datagen
+from .datagen import datagen_progress, datagen_verdict
 from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
+from .jobtypes import observe_for_type, plan_for_type
 from .outcome import ObjectIdentity, Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
 from .worker_job import WorkerJobParams, build_worker_job, pod_override_problems, worker_job_name
@@ -214,7 +214,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         apply_to_bundle(bundle, resolved, tools)
         inputs = plan_inputs(config, ctx.spec)
         total = count_units(bundle, inputs, ctx.settings.max_units)
-        shards, total = plan_datagen(ctx.spec, bundle, inputs, total, _initial_replicas(ctx.spec, config))
+        shards, total = plan_for_type(ctx.spec, bundle, inputs, total, _initial_replicas(ctx.spec, config))
     except ResolutionError as exc:
         return _fail_plan(ctx, out, exc.reason, exc.message)
     except PlanTooLarge as exc:
@@ -365,7 +365,7 @@ STEPS: tuple[Step[JobContext], ...] = (
     Step(step_source, owns=(c.SOURCE_VALID,)),
     Step(step_plan, owns=(c.PLANNED,)),
     Step(step_launch, owns=(c.JOB_CREATED,)),
-    Step(step_observe, owns=(c.COMPLETE, c.PROGRESSING, c.REGRESSED)),
+    Step(observe_for_type(step_observe), owns=(c.COMPLETE, c.PROGRESSING, c.REGRESSED, c.THRESHOLDS)),
 )
 
 

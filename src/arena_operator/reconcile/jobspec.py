@@ -49,8 +49,8 @@ async def step_forms(ctx: JobContext, out: Outcome) -> None:
 
 def unsupported_reason(spec: ArenaJobSpec) -> str | None:
     """Say so plainly rather than run something other than what the manifest asks for."""
-    if spec.type not in ("evaluation", "datagen"):
-        return f"spec.type {spec.type!r} is not implemented by this operator version yet (evaluation, datagen are)"
+    if spec.type not in ("evaluation", "datagen", "loadtest"):
+        return f"spec.type {spec.type!r} is not implemented by this operator version yet"
     return unsupported_fields(spec)
 
 

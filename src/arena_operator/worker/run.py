@@ -224,6 +224,10 @@ def worker_class(config: dict[str, Any]) -> type[Worker]:
         from ..datagen.worker import DataGenWorker
 
         return DataGenWorker
+    if config.get("type") == "loadtest":
+        from ..loadtest.worker import LoadTestWorker
+
+        return LoadTestWorker  # type: ignore[return-value]  # the same constructor and run(), not a subclass
     return Worker
 
 
