@@ -53,27 +53,30 @@ def test_ramp_is_linear_from_zero() -> None:
 
 def test_shares_interleave_and_cover_every_arrival_once() -> None:
     curve = ramp_curve(20, 6, 0, 0)
-    roster = Roster(("a", "b", "c"), 0.0)
+    roster = Roster.of((0.0, ("a", "b", "c")))
     shares = {w: arrivals(curve, roster, w) for w in "abc"}
     assert shares["a"][:3] == [0, 3, 6] and shares["b"][:3] == [1, 4, 7]
     assert sorted(k for s in shares.values() for k in s) == list(range(120))
 
 
-@pytest.mark.parametrize(("now", "previous"), [(("a", "b"), ("a", "b", "c")), (("a", "b", "c", "d"), ("a", "b"))])
-def test_a_roster_change_at_its_time_keeps_every_arrival_once(now: tuple[str, ...],
-                                                             previous: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("history", [
+    ((0.0, ("a", "b", "c")), (3.3, ("a", "b"))),  # c left
+    ((0.0, ("a", "b")), (2.1, ("a", "b", "c")), (2.6, ("a", "b", "c", "d"))),  # c, then d joined
+    ((0.0, ("a",)), (1.5, ()), (2.0, ("b", "c"))),  # a gap with nobody: those arrivals are missed, not doubled
+])
+def test_roster_changes_at_their_times_keep_every_arrival_at_most_once(
+        history: tuple[tuple[float, tuple[str, ...]], ...]) -> None:
     curve = ramp_curve(20, 6, 1, 0)
-    roster = Roster(now, 3.3, previous)
-    everyone = set(now) | set(previous)
+    roster = Roster(history)
+    everyone = {w for _, workers in history for w in workers}
     shares = {w: arrivals(curve, roster, w) for w in everyone}
-    taken = [k for s in shares.values() for k in s]
-    assert sorted(taken) == list(range(round(curve.integral(6))))
-    for worker, ks in shares.items():  # after the switch a worker runs exactly its new share
-        after = [k for k in ks if curve.inverse(k) >= 3.3]  # type: ignore[operator]
-        if worker not in now:
-            assert after == []
-        else:
-            assert {k % len(now) for k in after} == {now.index(worker)}
+    taken = sorted(k for s in shares.values() for k in s)
+    due = [k for k in range(round(curve.integral(6))) if roster.at(curve.inverse(k)) != ()]  # type: ignore[arg-type]
+    assert taken == due  # each arrival due under a roster with workers runs exactly once
+    for worker, ks in shares.items():  # and on the worker the roster in effect at its time names
+        for k in ks:
+            workers = roster.at(curve.inverse(k))  # type: ignore[arg-type]
+            assert workers.index(worker) == k % len(workers)
 
 
 def test_closed_model_splits_the_virtual_users() -> None:

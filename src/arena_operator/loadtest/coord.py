@@ -4,7 +4,7 @@ Redis keys (suffixes of the job key, ``arena:{<ns>/<job>/<uid>}``, so the queue'
 
     :lt:start      test start (ms, Redis clock): the first worker's join + START_DELAY, so workers started together
                    are all in the first roster
-    :lt:alive      ZSET worker → last heartbeat (ms)    :lt:roster  HASH workers, at, prev, prev_at (see roster.py)
+    :lt:alive      ZSET worker → last heartbeat (ms)    :lt:roster  LIST "<ms> <worker,…>", the last 16 (roster.py)
     :lt:seen       HASH worker → first heartbeat (ms)   :lt:left    HASH worker → "<ms> finished|stopped|lost"
     :lt:w:<worker> HASH totals (encoded tally, cumulative), ended (test s), final (1 once it pushed its last)
     :lt:b:<worker> HASH second → encoded tally of that 1 s bucket (written once the second is over)
@@ -55,19 +55,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 table.sort(members)
 local joined = table.concat(members, ',')
-local cur = redis.call('HMGET', KEYS[2], 'workers', 'at')
-if cur[1] ~= joined then
-  local lead = now + tonumber(ARGV[4])
-  if cur[1] and tonumber(cur[2]) > now then
-    redis.call('HSET', KEYS[2], 'workers', joined, 'at', ms(math.max(tonumber(cur[2]), lead)))
-  elseif cur[1] then
-    redis.call('HSET', KEYS[2], 'prev', cur[1], 'prev_at', cur[2], 'workers', joined, 'at', ms(math.max(lead, start)))
-  else
-    redis.call('HSET', KEYS[2], 'prev', '', 'prev_at', ms(start), 'workers', joined, 'at', ms(start))
-  end
+local last = redis.call('LINDEX', KEYS[2], -1)
+local last_at, last_workers = -1, nil
+if last then
+  local space = string.find(last, ' ', 1, true)
+  last_at, last_workers = tonumber(string.sub(last, 1, space - 1)), string.sub(last, space + 1)
 end
-local r = redis.call('HMGET', KEYS[2], 'workers', 'at', 'prev')
-return {ms(now), ms(start), r[1] or '', r[2] or ms(start), r[3] or ''}
+if last_workers ~= joined and start >= 0 then
+  local at = math.max(now + tonumber(ARGV[4]), last_at + 1)
+  if not last then at = start end
+  redis.call('RPUSH', KEYS[2], ms(at) .. ' ' .. joined)
+  redis.call('LTRIM', KEYS[2], -16, -1)
+end
+return {ms(now), ms(start), redis.call('LRANGE', KEYS[2], 0, -1)}
 """
 
 
@@ -122,7 +122,7 @@ class LocalCoordinator:
         return self.started_at
 
     async def refresh(self) -> Roster:
-        return Roster((self.worker,), 0.0)
+        return Roster.of((0.0, (self.worker,)))
 
     async def push(self, recorder: Recorder, final: bool = False) -> float:
         self.buckets.update(recorder.take_closed(final))
@@ -157,13 +157,13 @@ class RedisCoordinator:
         self._pushed_cost = 0.0
         self._spend = 0.0
 
-    async def _call(self, how: str = "") -> tuple[list[str], float]:
+    async def _call(self, how: str = "") -> tuple[list[Any], float]:
         keys = [self.keys[k] for k in ("alive", "roster", "seen", "left", "start")]
         sent = asyncio.get_running_loop().time()
         reply = await self._roster(keys=keys, args=[self.worker, how, int(LIVENESS_S * 1000), int(LEAD_S * 1000),
                                                     int(START_DELAY_S * 1000)])
         received = asyncio.get_running_loop().time()
-        return [_text(x) for x in reply], (sent + received) / 2
+        return [_text(reply[0]), _text(reply[1]), reply[2]], (sent + received) / 2
 
     async def join(self) -> float:
         best: tuple[float, float] | None = None  # (round trip, loop time of the start): keep the tightest sample
@@ -178,10 +178,12 @@ class RedisCoordinator:
         assert best is not None
         return best[1]
 
-    def _roster_of(self, reply: list[str]) -> Roster:
-        workers = tuple(w for w in reply[2].split(",") if w)
-        previous = tuple(w for w in reply[4].split(",") if w)
-        return Roster(workers, (int(reply[3]) - self._start_ms) / 1000, previous)
+    def _roster_of(self, reply: list[Any]) -> Roster:
+        entries = []
+        for entry in reply[2]:
+            at, _, workers = _text(entry).partition(" ")
+            entries.append(((int(at) - self._start_ms) / 1000, tuple(w for w in workers.split(",") if w)))
+        return Roster(tuple(entries))
 
     async def refresh(self) -> Roster:
         reply, _ = await self._call()

@@ -53,7 +53,7 @@ class LoadRunner:
         self.coord, self.recorder, self.on_tick = coordinator, recorder, on_tick
         self.loop = asyncio.get_running_loop()
         self.origin = self.loop.time()
-        self.roster = Roster((coordinator.worker,), 0.0)
+        self.roster = Roster.of((0.0, (coordinator.worker,)))
         self.roster_version = 0
         self.inflight: set[asyncio.Task[None]] = set()
         self.stop_event = asyncio.Event()

@@ -16,6 +16,7 @@ from .profile import LoadProfile
 from .summary import WorkerInfo, build_summary
 
 CURRENT_WINDOW_S = 3  # "current RPS": the runs started in the last few finished seconds
+LIVE_KEYS = ("current_rps", "current_dropped", "active_workers", "current_lag_p99_ms", "current_capped")
 
 
 def _text(value: Any) -> str:

@@ -16,7 +16,7 @@ from ..engine.bundle import Bundle
 from ..loadtest.profile import LoadProfile, profile_from_spec
 from ..loadtest.run import load_config, mix_of
 from ..loadtest.scheduler import MixEntry
-from ..loadtest.store import CURRENT_WINDOW_S, LoadStore, live_summary
+from ..loadtest.store import CURRENT_WINDOW_S, LIVE_KEYS, LoadStore, live_summary
 from ..loadtest.summary import verdict
 from ..loadtest.thresholds import describe
 from ..runplan.selection import ResolutionError
@@ -71,8 +71,9 @@ def plan_load_test(spec: ArenaJobSpec, bundle: Bundle, inputs: PlanInputs) -> tu
     target = (f"{profile.target_rps:g} runs/s" if profile.model == "open" else
               f"{profile.concurrency or profile.vus_per_worker} virtual users"
               f"{'' if profile.concurrency else ' per worker'}")
-    what = (f"{'an' if profile.model == 'open' else 'a'} {profile.model}-model load test ({target} for {seconds}s over {len(mix)} scenario × provider "
-            f"combination(s))")
+    article = "an" if profile.model == "open" else "a"
+    what = (f"{article} {profile.model}-model load test ({target} for {seconds}s over {len(mix)} scenario × "
+            "provider combination(s))")
     return LoadTestPlan(profile, mix, what), seconds
 
 
@@ -115,7 +116,8 @@ async def observe_load_test(ctx: JobContext, out: Outcome) -> None:
 
 def _final(ctx: JobContext, out: Outcome, aggregated: dict[str, Any]) -> None:
     summary, url = aggregated.get("summary") or {}, aggregated.get("url")
-    out.status["result"] = {"summary": summary, **({"url": url} if url else {})}
+    # status is merge-patched: the live-only keys go (null), so the final summary is summary.json's content
+    out.status["result"] = {"summary": {**summary, **dict.fromkeys(LIVE_KEYS)}, **({"url": url} if url else {})}
     where = f"results at {url}" if url else "no spec.output: summary only, in status.result.summary"
     held, failed = verdict(summary)
     count = len(summary.get("thresholds") or [])
