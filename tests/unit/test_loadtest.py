@@ -212,12 +212,13 @@ def test_histograms_of_three_workers_merge_to_exactly_the_union() -> None:
     merged = merge(json.loads(json.dumps(json.loads(r.totals()))) for r in workers)  # through JSON, as via Redis
     for pct in (50, 90, 95, 99, 99.9):
         assert merged.hists["lat"].get_value_at_percentile(pct) == union.get_value_at_percentile(pct)
-    mine = percentiles_ms(merged.hists["lat"])
+    mine = percentiles_ms(merged, "lat")
     exact = sorted(values)
     for key, pct in (("p50", 50), ("p95", 95), ("p99", 99)):
         truth = exact[math.ceil(pct / 100 * len(exact)) - 1]
         assert mine[key] == pytest.approx(truth, rel=2e-3)  # HDR's 3 significant digits
-    naive = sum(percentiles_ms(r.total.hists["lat"])["p99"] for r in workers) / 3
+    assert mine["avg"] == pytest.approx(sum(values) / len(values), rel=1e-4)  # the exact mean, not bucketed
+    naive = sum(percentiles_ms(r.total, "lat")["p99"] for r in workers) / 3
     assert abs(naive - mine["p99"]) > 5  # an average of per-worker percentiles would be wrong here
 
 

@@ -20,6 +20,7 @@ from ..engine.providers.http import HTTPProvider
 from ..engine.providers.mock import MockProvider
 from ..engine.types import ChatRequest, ChatResponse
 from .metrics import Recorder, error_class
+from .transport import AiohttpTransport
 
 Complete = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
@@ -55,16 +56,17 @@ def _timed(provider: Provider, complete: Complete, recorder: Recorder) -> Comple
 
 
 def instrument(providers: dict[str, Provider], ids: Iterable[str], recorder: Recorder, connections: int) -> None:
-    """Measure every request of the providers ``ids`` into ``recorder``, without retries; an HTTP provider gets a
-    connection pool of ``connections`` (kept alive), so requests never queue for a connection unseen."""
+    """Measure every request of the providers ``ids`` into ``recorder``, without retries; an HTTP provider's client
+    gets a pool of ``connections`` kept alive (aiohttp's, see transport.py), so no request queues for a connection
+    unseen and the client's cost per request stays flat."""
     for provider_id in sorted(set(ids)):
         provider = providers[provider_id]
         provider.retry = RetryPolicy(max_retries=0)
         # An instance attribute shadows the method: Provider.chat calls self._complete for every attempt.
         provider._complete = _timed(provider, provider._complete, recorder)  # type: ignore[method-assign]
         if isinstance(provider, HTTPProvider) and provider._client is None:
-            limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-            provider._client = httpx.AsyncClient(timeout=httpx.Timeout(provider.timeout), limits=limits)
+            provider._client = httpx.AsyncClient(timeout=httpx.Timeout(provider.timeout),
+                                                 transport=AiohttpTransport(connections))
 
 
 def unpriced(providers: dict[str, Provider], ids: Iterable[str]) -> list[str]:

@@ -25,7 +25,7 @@ _CLASS_OF_KIND = {"timeout": "timeout", "rate_limited": "rate_limited", "server_
                   "bad_request": "client_error"}
 COUNTERS = ("arrivals", "started", "steady_started", "dropped", "completed", "passed", "failed", "errored",
             "interrupted", "requests", "successful_requests", "input_tokens", "output_tokens", "unpriced_requests",
-            *(f"err_{name}" for name in ERROR_CLASSES))
+            *(f"err_{name}" for name in ERROR_CLASSES), *(f"{name}_us" for name in HISTOGRAMS))  # µs sums: the means
 
 
 def new_histogram() -> HdrHistogram:
@@ -41,8 +41,11 @@ def error_class(kind: str, status: int | None = None) -> str:
     return _CLASS_OF_KIND.get(kind, "client_error" if status is not None and status >= 400 else "other")
 
 
-def _record(histogram: HdrHistogram, seconds: float) -> None:
-    histogram.record_value(min(MAX_US, max(1, round(seconds * 1_000_000))))
+def _observe(tallies: tuple[Tally, ...], name: str, seconds: float) -> None:
+    value = min(MAX_US, max(1, round(seconds * 1_000_000)))
+    for tally in tallies:
+        tally.hists[name].record_value(value)
+        tally.counts[f"{name}_us"] += value
 
 
 @dataclass
@@ -116,8 +119,7 @@ class Recorder:
         if started and self.window[0] <= self.clock() < self.window[1]:
             self._count("steady_started")
         if lag_s is not None:
-            for tally in (bucket, self.total):
-                _record(tally.hists["lag"], lag_s)
+            _observe((bucket, self.total), "lag", lag_s)
 
     def run_done(self, status: str) -> None:
         """A scenario run ended: passed, failed (an assertion), error, or interrupted (stopped at the end)."""
@@ -140,10 +142,9 @@ class Recorder:
             self._count(f"err_{error}")
             return
         self._count("successful_requests")
-        for tally in (bucket, self.total):
-            _record(tally.hists["lat"], latency_s)
-            if ttft_ms is not None:
-                _record(tally.hists["ttft"], ttft_ms / 1000)
+        _observe((bucket, self.total), "lat", latency_s)
+        if ttft_ms is not None:
+            _observe((bucket, self.total), "ttft", ttft_ms / 1000)
 
     def gauge(self, vus: int, capped: int) -> None:
         bucket = self._bucket()
@@ -172,12 +173,14 @@ def merge(encoded: Iterable[str | bytes | dict[str, Any]]) -> Tally:
     return tally
 
 
-def percentiles_ms(histogram: HdrHistogram) -> dict[str, float]:
-    """{p50, p90, p95, p99, max, avg, count} in milliseconds (zeros, count 0, when nothing was recorded)."""
+def percentiles_ms(tally: Tally, name: str) -> dict[str, float]:
+    """{p50, p90, p95, p99, max, avg, count} of histogram ``name`` in milliseconds (zeros, count 0, when nothing
+    was recorded); the mean from the exact sum, not from the histogram's buckets."""
+    histogram = tally.hists[name]
     count = histogram.get_total_count()
     if not count:
         return {"p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "avg": 0.0, "count": 0}
     values = histogram.get_percentile_to_value_dict([50, 90, 95, 99])
     out = {f"p{int(p)}": round(v / 1000, 3) for p, v in values.items()}
     return {**out, "max": round(histogram.get_max_value() / 1000, 3),
-            "avg": round(histogram.get_mean_value() / 1000, 3), "count": count}
+            "avg": round(tally.counts.get(f"{name}_us", 0) / count / 1000, 3), "count": count}

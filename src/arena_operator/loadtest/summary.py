@@ -61,7 +61,7 @@ def build_summary(profile: LoadProfile, total: Tally, *, elapsed: float, workers
     requests, ok = int(c["requests"]), int(c["successful_requests"])
     start, end = profile.steady_window()
     measured = max(0.0, min(end, elapsed) - start)
-    lag = percentiles_ms(total.hists["lag"])
+    lag = percentiles_ms(total, "lag")
     expected = profile.curve().integral(min(elapsed, profile.duration)) if profile.model == "open" else None
     cost_unknown = None
     if c["unpriced_requests"]:
@@ -76,8 +76,8 @@ def build_summary(profile: LoadProfile, total: Tally, *, elapsed: float, workers
         "errors": {name: int(c[f"err_{name}"]) for name in ERROR_CLASSES},
         "error_rate": _ratio(requests - ok, requests),
         "rate_limit_rate": _ratio(c["err_rate_limited"], requests),
-        "latency_ms": percentiles_ms(total.hists["lat"]),
-        "ttft_ms": percentiles_ms(total.hists["ttft"]),
+        "latency_ms": percentiles_ms(total, "lat"),
+        "ttft_ms": percentiles_ms(total, "ttft"),
         "scheduling_lag_ms": {"p50": lag["p50"], "p99": lag["p99"], "max": lag["max"], "count": lag["count"]},
         "cost_usd": round(total.cost_usd, 6),
         "thresholds": evaluate(profile.thresholds, _for_thresholds(c, total, measured, cost_unknown)) if final
@@ -112,7 +112,7 @@ def build_summary(profile: LoadProfile, total: Tally, *, elapsed: float, workers
 def _for_thresholds(c: dict[str, float], total: Tally, measured: float, cost_unknown: str | None) -> dict[str, Any]:
     """What thresholds.measure reads: the same numbers as the summary, unrounded where it matters."""
     requests, ok = c["requests"], c["successful_requests"]
-    latency, ttft = percentiles_ms(total.hists["lat"]), percentiles_ms(total.hists["ttft"])
+    latency, ttft = percentiles_ms(total, "lat"), percentiles_ms(total, "ttft")
     return {"requests": requests, "successful_requests": ok, "latency_ms": latency, "ttft_ms": ttft,
             "error_rate": (requests - ok) / requests if requests else 0.0,
             "rate_limit_rate": c["err_rate_limited"] / requests if requests else 0.0,

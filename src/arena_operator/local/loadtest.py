@@ -83,7 +83,7 @@ async def run_load_test_local(options: LocalRunOptions, args: argparse.Namespace
     def tick() -> None:
         if status is not None:
             c = recorder.total.counts
-            lat = percentiles_ms(recorder.total.hists["lat"])
+            lat = percentiles_ms(recorder.total, "lat")
             status.update(f"{recorder.clock():.0f}s/{profile.duration:g}s  started {c['started']:.0f}  dropped "
                           f"{c['dropped']:.0f}  requests {c['requests']:.0f}  p95 {lat['p95']:g} ms  errors "
                           f"{c['requests'] - c['successful_requests']:.0f}")
