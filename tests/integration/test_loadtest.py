@@ -350,3 +350,57 @@ async def test_a_sigkilled_worker_s_share_is_taken_over(tmp_path: Path, redis_se
     assert served >= summary["requests"] - rate  # the killed worker's last second never reached Redis
     html = (tmp_path / "out" / "report.html").read_text()
     assert "worker w0 stopped answering (killed?)" in html and "remaining worker(s) (w1, w2)" in html
+
+
+async def test_the_closed_model_keeps_its_virtual_users_busy_back_to_back(tmp_path: Path) -> None:
+    async with FakeLLMServer(Delays([0.1])) as server:
+        summary = await run_local(write_bundle(tmp_path / "b", server.openai_url), tmp_path / "out", vus=3,
+                                  duration="2s")
+        peak = server.max_in_flight
+    assert summary["model"] == "closed" and peak == 3  # never more than the virtual users
+    assert summary["dropped"] == 0 and summary["scheduling_lag_ms"]["count"] == 0  # no arrival times to miss
+    assert 3 * 2 / 0.1 * 0.6 <= summary["runs"]["started"] <= 3 * 2 / 0.1 + 3  # ~0.1 s a run, back to back
+
+
+JOB_FILE = """
+apiVersion: omnia.altairalabs.ai/v1alpha1
+kind: ArenaJob
+metadata: {{name: local-load, namespace: arena}}
+spec:
+  sourceRef: {{name: prompts}}
+  type: loadtest
+  loadTest:
+    targetRPS: 10
+    rampUp: 0s
+    duration: 3s
+    thresholds:
+      - {{metric: latency_p95, operator: "<", value: {latency}}}
+      - {{metric: error_rate, operator: "<=", value: "0.01"}}
+"""
+
+
+@pytest.mark.parametrize(("latency", "code"), [("2s", 0), ("1ms", 1)])
+async def test_arena_run_job_yaml_honours_the_load_test_block(tmp_path: Path, latency: str, code: int) -> None:
+    async with FakeLLMServer(Delays([0.02])) as server:
+        bundle = write_bundle(tmp_path / "b", server.openai_url)
+        job = tmp_path / "job.yaml"
+        job.write_text(JOB_FILE.format(latency=latency))
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "arena_operator.cli", "run", str(job), "--bundle", str(bundle), "--ci", "-q",
+            "--out", str(tmp_path / "out"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout, stderr = await done.communicate()
+    assert done.returncode == code, (stdout.decode(), stderr.decode())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["target_rps"], summary["duration_s"], summary["arrivals"]) == (10, 3, 30)
+    assert [t["metric"] for t in summary["thresholds"]] == ["latency_p95", "error_rate"]
+    verdict = "PASS" if code == 0 else "FAIL"
+    assert f"{verdict} latency_p95 < {latency} (measured" in stdout.decode()
+
+
+async def test_a_bad_threshold_is_a_usage_error(tmp_path: Path) -> None:
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "arena_operator.cli", "run", str(REPO / "examples" / "quickstart"), "--type", "loadtest",
+        "--rps", "5", "--duration", "1s", "--threshold", "latency_p42<5", "--out", str(tmp_path / "out"), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, stderr = await done.communicate()
+    assert done.returncode == 2 and "unknown threshold metric 'latency_p42'" in stderr.decode()

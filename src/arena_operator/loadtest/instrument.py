@@ -12,15 +12,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-import httpx
-
 from ..engine.errors import ProviderError
 from ..engine.providers.base import Provider, RetryableError, RetryPolicy
 from ..engine.providers.http import HTTPProvider
 from ..engine.providers.mock import MockProvider
 from ..engine.types import ChatRequest, ChatResponse
 from .metrics import Recorder, error_class
-from .transport import AiohttpTransport
+from .transport import LoadClient
 
 Complete = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
@@ -57,16 +55,15 @@ def _timed(provider: Provider, complete: Complete, recorder: Recorder) -> Comple
 
 def instrument(providers: dict[str, Provider], ids: Iterable[str], recorder: Recorder, connections: int) -> None:
     """Measure every request of the providers ``ids`` into ``recorder``, without retries; an HTTP provider's client
-    gets a pool of ``connections`` kept alive (aiohttp's, see transport.py), so no request queues for a connection
-    unseen and the client's cost per request stays flat."""
+    is aiohttp's, with a pool of ``connections`` kept alive (transport.py): no request queues for a connection unseen,
+    and the client's cost per request stays flat."""
     for provider_id in sorted(set(ids)):
         provider = providers[provider_id]
         provider.retry = RetryPolicy(max_retries=0)
         # An instance attribute shadows the method: Provider.chat calls self._complete for every attempt.
         provider._complete = _timed(provider, provider._complete, recorder)  # type: ignore[method-assign]
         if isinstance(provider, HTTPProvider) and provider._client is None:
-            provider._client = httpx.AsyncClient(timeout=httpx.Timeout(provider.timeout),
-                                                 transport=AiohttpTransport(connections))
+            provider._client = LoadClient(connections, provider.timeout)  # type: ignore[assignment]
 
 
 def unpriced(providers: dict[str, Provider], ids: Iterable[str]) -> list[str]:

@@ -105,46 +105,45 @@ class Recorder:
             bucket = self.buckets[second] = self._spare.pop() if self._spare else Tally()
         return bucket
 
-    def _count(self, name: str, amount: float = 1) -> Tally:
-        bucket = self._bucket()
-        bucket.counts[name] += amount
-        self.total.counts[name] += amount
-        return bucket
+    def _count(self, names: dict[str, float]) -> tuple[Tally, Tally]:
+        """Add ``names`` to this second's bucket and to the total (one bucket lookup: this is per request)."""
+        tallies = (self._bucket(), self.total)
+        for tally in tallies:
+            counts = tally.counts
+            for name, amount in names.items():
+                counts[name] += amount
+        return tallies
 
     def arrival(self, started: bool, lag_s: float | None) -> None:
         """An arrival came due; it started ``lag_s`` after its time, or was dropped (the in-flight cap was full).
         The closed model has no arrival times: its iterations start with no lag to measure (None)."""
-        self._count("arrivals")
-        bucket = self._count("started" if started else "dropped")
+        names = {"arrivals": 1, "started" if started else "dropped": 1}
         if started and self.window[0] <= self.clock() < self.window[1]:
-            self._count("steady_started")
+            names["steady_started"] = 1
+        tallies = self._count(names)
         if lag_s is not None:
-            _observe((bucket, self.total), "lag", lag_s)
+            _observe(tallies, "lag", lag_s)
 
     def run_done(self, status: str) -> None:
         """A scenario run ended: passed, failed (an assertion), error, or interrupted (stopped at the end)."""
-        if status != "interrupted":
-            self._count("completed")
-        self._count({"passed": "passed", "failed": "failed", "interrupted": "interrupted"}.get(status, "errored"))
+        outcome = {"passed": "passed", "failed": "failed", "interrupted": "interrupted"}.get(status, "errored")
+        self._count({outcome: 1} if status == "interrupted" else {"completed": 1, outcome: 1})
 
     def request(self, latency_s: float, ttft_ms: float | None, tokens: tuple[int, int], cost: float | None,
                 error: str | None) -> None:
         """One provider request (one attempt): ``error`` is its class, None when it succeeded; ``cost`` None when
         the provider has no pricing."""
-        bucket = self._count("requests")
-        for tally in (bucket, self.total):
-            tally.cost_usd += cost or 0.0
+        names = {"requests": 1, "input_tokens": tokens[0], "output_tokens": tokens[1],
+                 f"err_{error}" if error is not None else "successful_requests": 1}
         if cost is None:
-            self._count("unpriced_requests")
-        self._count("input_tokens", tokens[0])
-        self._count("output_tokens", tokens[1])
-        if error is not None:
-            self._count(f"err_{error}")
-            return
-        self._count("successful_requests")
-        _observe((bucket, self.total), "lat", latency_s)
-        if ttft_ms is not None:
-            _observe((bucket, self.total), "ttft", ttft_ms / 1000)
+            names["unpriced_requests"] = 1
+        tallies = self._count(names)
+        for tally in tallies:
+            tally.cost_usd += cost or 0.0
+        if error is None:
+            _observe(tallies, "lat", latency_s)
+            if ttft_ms is not None:
+                _observe(tallies, "ttft", ttft_ms / 1000)
 
     def gauge(self, vus: int, capped: int) -> None:
         bucket = self._bucket()

@@ -1,68 +1,98 @@
-"""The connection layer under the providers' httpx client during a load test: aiohttp's connection pool.
+"""The HTTP client of the providers under load: aiohttp, behind the part of httpx.AsyncClient they use.
 
-httpcore's pool (httpx's default transport) checks every pooled connection for every request — a poll() system
-call each and several Python frames — so its cost per request grows with the connections a load test needs:
-measured here at 2.4 CPU-ms per request at 200 requests/s, and overloaded (seconds of queueing) at 400/s, where
-aiohttp stays at 0.6–0.7 CPU-ms with the server's true latency (bench/loadtest.py). The providers keep their code:
-they build httpx requests and read httpx responses (streamed ones too); only the bytes travel through aiohttp.
+Measured at 400 requests/s against a 50 ms server (bench/README.md): httpx with its own pool (httpcore) polls every
+pooled connection for every request and cannot keep up (seconds of queueing); httpx over an aiohttp transport keeps
+up at 1.1 CPU-ms a request; aiohttp alone needs 0.6. The providers (engine/providers/http.py) only call
+``post(url, json=, headers=)`` and ``stream("POST", url, json=, headers=)`` and read ``status_code``, ``headers``,
+``text``, ``json()``, ``aread()`` and ``aiter_lines()``; that is what this client offers, raising httpx's
+exceptions (ReadTimeout, ConnectError, ReadError), so the providers' code and their error classification are
+unchanged. tests/integration/test_loadtest.py runs it against the wire-format fakes (JSON, SSE streams, 429, 5xx).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import aiohttp
 import httpx
 
-# Computed by aiohttp from the body it sends; passing httpx's values along would duplicate them.
-_OWN_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+
+@contextmanager
+def _as_httpx(reading: bool) -> Iterator[None]:
+    """aiohttp's errors as the httpx ones the providers classify: a timeout, else a transport error."""
+    try:
+        yield
+    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        raise httpx.ReadTimeout(f"{type(exc).__name__}: {exc}") from None
+    except aiohttp.ClientError as exc:
+        raise (httpx.ReadError if reading else httpx.ConnectError)(f"{type(exc).__name__}: {exc}") from None
 
 
-class _Body(httpx.AsyncByteStream):
+class LoadResponse:
+    """A response as the providers read it (the httpx.Response subset)."""
+
     def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
+        self._response, self._body = response, b""
+        self.status_code = response.status
+        self.headers = response.headers  # case-insensitive, like httpx.Headers
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+    async def aread(self) -> bytes:
+        with _as_httpx(reading=True):
+            self._body = await self._response.read()
+        return self._body
 
-    async def aclose(self) -> None:
-        self.response.release()
+    @property
+    def text(self) -> str:
+        return self._body.decode(self._response.charset or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self._body)
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        with _as_httpx(reading=True):
+            async for line in self._response.content:
+                yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over one aiohttp session with up to ``connections`` connections, kept alive."""
+class LoadClient:
+    """One aiohttp session with up to ``connections`` connections kept alive; requests time out after ``timeout``
+    seconds without a connection or without bytes (the providers bound the whole call themselves)."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, timeout: float) -> None:
         self.connections = connections
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30)
-            # httpx decodes Content-Encoding itself; cookies are not kept and redirects not followed (as httpx's)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  cookie_jar=aiohttp.DummyCookieJar(),
-                                                  skip_auto_headers=("User-Agent",))
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        seconds = request.extensions.get("timeout") or {}
-        timeout = aiohttp.ClientTimeout(total=None, connect=seconds.get("connect"), sock_read=seconds.get("read"))
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() not in _OWN_HEADERS]
+    async def _send(self, method: str, url: str, payload: Any, headers: dict[str, str] | None) -> LoadResponse:
+        with _as_httpx(reading=False):
+            response = await self._client().request(method, url, data=json.dumps(payload).encode(),
+                                                    headers={"content-type": "application/json", **(headers or {})},
+                                                    allow_redirects=False)
+        return LoadResponse(response)
+
+    async def post(self, url: str, json: Any = None, headers: dict[str, str] | None = None) -> LoadResponse:
+        response = await self._send("POST", url, json, headers)
+        await response.aread()
+        return response
+
+    @asynccontextmanager
+    async def stream(self, method: str, url: str, json: Any = None,
+                     headers: dict[str, str] | None = None) -> AsyncIterator[LoadResponse]:
+        response = await self._send(method, url, json, headers)
         try:
-            response = await self._client().request(request.method, str(request.url), data=await request.aread(),
-                                                    headers=headers, allow_redirects=False, timeout=timeout)
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            raise httpx.ReadTimeout(f"{type(exc).__name__}: {exc}", request=request) from None
-        except aiohttp.ClientError as exc:
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from None
-        return httpx.Response(status_code=response.status, headers=list(response.raw_headers),
-                              stream=_Body(response), request=request)
+            yield response
+        finally:
+            response._response.release()
 
     async def aclose(self) -> None:
         if self._session is not None:
