@@ -7,9 +7,13 @@
   constant-arrival-rate semantics: no coordinated omission); scheduling lag is measured.
 - ``instrument``: per provider request latency, TTFT, tokens, cost and error class, from the providers
   themselves (retries off: every attempt is one measured request).
+- ``transport``: the providers' HTTP client under load (aiohttp behind the httpx subset they call).
 - ``metrics``: HDR histograms and counters, in total and per 1 s bucket; ``coord`` pushes them to Redis every
-  second and keeps the roster (each worker's share of the load, rebalanced when workers join or leave), the shared
-  start time, the spend across workers and the stop flag; ``merge`` rebuilds exact percentiles over all workers.
-- ``thresholds``, ``summary``, ``reports``: the verdict and summary.json, timeseries.csv, report.html, junit.xml.
-- ``worker`` and ``local``: a worker pod's run (with aggregation) and the one-process run of ``arena run``.
+  second and keeps the ``roster`` (each worker's share of the load, rebalanced when workers join or leave), the
+  shared start time, the spend across workers and the stop flag; ``store`` reads it all back and merges the
+  histograms, so percentiles are exact over all workers.
+- ``thresholds``, ``summary``, ``reports`` + ``charts``: the verdict and summary.json, timeseries.csv, report.html,
+  junit.xml.
+- ``run`` (what both runtimes share) and ``worker`` (a worker pod's run, then the aggregation); the one-process run
+  of ``arena run --type loadtest`` is local/loadtest.py, the controller's part reconcile/loadtest.py.
 """

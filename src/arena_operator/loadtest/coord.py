@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from .metrics import Recorder, Tally
+from .metrics import Recorder
 from .roster import Roster
 
 REFRESH_S = 0.25  # heartbeat and roster refresh
@@ -223,7 +223,3 @@ class RedisCoordinator:
 
     async def leave(self, how: str) -> None:
         await self._call(how)
-
-
-def decode_tally(raw: Any) -> Tally:
-    return Tally.decode(json.loads(raw)) if raw else Tally()
