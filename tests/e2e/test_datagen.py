@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import redis
 import yaml
 
+from arena_operator.workqueue.queue import GROUP
 from tests.e2e.operator_env import NAMESPACE, arena_operator, condition, wait_event
 from tests.e2e.test_arenajob import finished
 from tests.fakes.services import GitDaemon
@@ -100,6 +102,22 @@ def slow_provider() -> dict[str, Any]:
             "spec": {"type": "mock", "model": "mock-1", "mockConfig": mock}}
 
 
+def holder_of_a_fresh_shard(kubelet: Kubelet, url: str, uid: str, timeout: float = 30.0) -> Any:
+    """A running worker pod that was handed a shard under 150 ms ago (a shard takes ≥ 600 ms), so a kill now lands
+    mid-shard rather than between two shards."""
+    client = redis.Redis.from_url(url)
+    stream = f"arena:{{{NAMESPACE}/crash-data/{uid}}}:stream"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = {pod.name: pod for pod in kubelet.pods("crash-data-worker") if pod.running}
+        for entry in client.xpending_range(stream, GROUP, min="-", max="+", count=20):
+            holder = running.get(entry["consumer"].decode())
+            if holder is not None and entry["time_since_delivered"] < 150:
+                return holder
+        time.sleep(0.02)
+    raise AssertionError("no worker was seen starting a shard")
+
+
 def test_three_workers_one_killed_mid_shard_still_give_exactly_count_unique_items(cluster: dict[str, Any],
                                                                                   redis_server: Any) -> None:
     api, kubelet = cluster["api"], cluster["kubelet"]
@@ -108,10 +126,9 @@ def test_three_workers_one_killed_mid_shard_still_give_exactly_count_unique_item
                        providerOverrides={"default": {"selector": {"matchLabels": {"speed": "slow"}}}})
     job["metadata"]["name"] = "crash-data"
     api.create(job)
-    api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-data",
-                 lambda o: 10 <= (dig(o, "status.progress.completed") or 0) <= 80, timeout=60)
-    victim = next(pod for pod in kubelet.pods("crash-data-worker") if pod.running)
-    kubelet.kill(victim, signal.SIGKILL)
+    started = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-data",
+                           lambda o: 10 <= (dig(o, "status.progress.completed") or 0) <= 80, timeout=60)
+    kubelet.kill(holder_of_a_fresh_shard(kubelet, redis_server.url, started["metadata"]["uid"]), signal.SIGKILL)
     obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "crash-data", finished, timeout=90)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert obj["status"]["progressText"] == "120/120"
