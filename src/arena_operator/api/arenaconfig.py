@@ -11,6 +11,9 @@ from typing import Literal
 from pydantic import Field
 
 from .common import (
+    MAX_CONCURRENCY,
+    MAX_TRIALS,
+    MAX_WORKERS,
     ApiModel,
     ArenaObject,
     Condition,
@@ -46,12 +49,12 @@ class ArenaConfigSpec(ApiModel):
                           "its group.")
     scenarios: ScenarioFilter | None = Field(None, description="Default scenario selection for jobs using this "
                                                                "config; a job may override it.")
-    workers: int | None = Field(None, ge=1, description="Default number of worker pods for jobs using this "
-                                                        "config.")
+    workers: int | None = Field(None, ge=1, le=MAX_WORKERS,
+                                description="Default number of worker pods for jobs using this config.")
     timeout: Duration | None = Field(None, description="Time limit for one work unit (one scenario × provider × "
                                                        "trial), e.g. 5m.")
-    concurrency: int = Field(4, ge=1, description="Work units one worker runs in parallel.")
-    trials: int = Field(1, ge=1, description="Runs per scenario × provider, to measure flakiness.")
+    concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY, description="Work units one worker runs in parallel.")
+    trials: int = Field(1, ge=1, le=MAX_TRIALS, description="Runs per scenario × provider, to measure flakiness.")
     arena_file: RelativePath | None = Field(
         None, description="Path of the Arena entry file inside the bundle; defaults to the first of "
                           "config.arena.yaml, config.arena.yml, arena.yaml, arena.yml.")

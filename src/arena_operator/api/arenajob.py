@@ -16,10 +16,18 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .arenaconfig import ScenarioFilter
 from .common import (
+    MAX_ATTEMPTS,
+    MAX_DATAGEN_COUNT,
+    MAX_LOAD_VUS,
+    MAX_TARGET_RPS,
+    MAX_TRIALS,
+    MAX_VUS_PER_WORKER,
+    MAX_WORKERS,
     ApiModel,
     ArenaObject,
     Condition,
     Duration,
+    KeyPrefix,
     LabelSelector,
     LocalObjectReference,
     RelativePath,
@@ -57,12 +65,14 @@ class LoadTestSettings(ApiModel):
 
     ramp_up: Duration = Field("30s", description="Time to ramp the arrival rate up from zero to targetRPS.")
     duration: Duration = Field("5m", description="Total test duration, ramp-up included.")
-    target_rps: int | None = Field(None, alias="targetRPS", ge=1,
+    target_rps: int | None = Field(None, alias="targetRPS", ge=1, le=MAX_TARGET_RPS,
                                    description="Target scenario runs started per second across all workers.")
-    concurrency: int | None = Field(None, ge=1, description="Go form: virtual users (runs in flight) across all "
-                                                            "workers; with targetRPS, the cap on runs in flight.")
-    vus_per_worker: int | None = Field(None, ge=1, description="Go form: virtual users per worker pod; with "
-                                                               "targetRPS, the cap on runs in flight per worker.")
+    concurrency: int | None = Field(None, ge=1, le=MAX_LOAD_VUS,
+                                    description="Go form: virtual users (runs in flight) across all workers; with "
+                                                "targetRPS, the cap on runs in flight.")
+    vus_per_worker: int | None = Field(None, ge=1, le=MAX_VUS_PER_WORKER,
+                                       description="Go form: virtual users per worker pod; with targetRPS, the cap on "
+                                                   "runs in flight per worker.")
     ramp: RampSettings | None = Field(None, description="Go form: ramp-up and ramp-down.")
     budget_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?$",
                                      description="Go form: cost (in budgetCurrency) at which the test stops, "
@@ -74,7 +84,8 @@ class LoadTestSettings(ApiModel):
 class DataGenSettings(ApiModel):
     """Settings for type datagen."""
 
-    count: int = Field(100, ge=1, description="Number of items to generate (exactly this many are written).")
+    count: int = Field(100, ge=1, le=MAX_DATAGEN_COUNT,
+                       description="Number of items to generate (exactly this many are written).")
     format: Literal["json", "jsonl", "csv"] = Field("jsonl", description="Output format: json, jsonl or csv.")
     dedupe: bool = Field(True, description="Drop items whose normalised content was already generated (checked "
                                            "across all workers) and generate replacements.")
@@ -90,9 +101,9 @@ class WorkerSettings(ApiModel):
         "message": "minReplicas must not be greater than maxReplicas",
     }]})
 
-    replicas: int = Field(1, ge=1, description="Number of worker pods.")
-    min_replicas: int | None = Field(None, ge=1, description="Minimum worker pods when autoscaling.")
-    max_replicas: int | None = Field(None, ge=1, description="Maximum worker pods when autoscaling.")
+    replicas: int = Field(1, ge=1, le=MAX_WORKERS, description="Number of worker pods.")
+    min_replicas: int | None = Field(None, ge=1, le=MAX_WORKERS, description="Minimum worker pods when autoscaling.")
+    max_replicas: int | None = Field(None, ge=1, le=MAX_WORKERS, description="Maximum worker pods when autoscaling.")
     pod_overrides: PodOverrides | None = Field(None, description="Scheduling, identity and injection settings "
                                                                  "merged into every worker pod.")
 
@@ -120,7 +131,8 @@ class S3Output(ApiModel):
     """An S3 (or S3-compatible) bucket for results."""
 
     bucket: str = Field(min_length=1, description="Bucket name.")
-    prefix: str | None = Field(None, description="Key prefix; results go to <prefix><namespace>/<job>/.")
+    prefix: KeyPrefix | None = Field(None, description="Key prefix; results go to <prefix><namespace>/<job>/. No "
+                                                       "'..' segment.")
     region: str | None = Field(None, description="Region, e.g. us-west-2.")
     endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store (MinIO, Ceph, ...).")
     secret_ref: SecretReference | None = Field(
@@ -132,7 +144,7 @@ class PVCOutput(ApiModel):
     """A PersistentVolumeClaim for results, mounted by the workers."""
 
     claim_name: str = Field(min_length=1, description="Name of the PersistentVolumeClaim, in the job's namespace.")
-    sub_path: str | None = Field(None, description="Directory inside the volume.")
+    sub_path: KeyPrefix | None = Field(None, description="Directory inside the volume; no '..' segment.")
 
 
 class OutputSpec(ApiModel):
@@ -168,8 +180,8 @@ class ArenaJobSpec(ApiModel):
     arena_file: RelativePath | None = Field(
         None, description="Arena file inside the bundle. With sourceRef it defaults to config.arena.yaml; with "
                           "configRef it overrides the ArenaConfig's arenaFile.")
-    trials: int | None = Field(None, ge=1, description="Runs per scenario × provider; overrides the ArenaConfig's "
-                                                       "trials (default 1).")
+    trials: int | None = Field(None, ge=1, le=MAX_TRIALS, description="Runs per scenario × provider; overrides the "
+                                                                      "ArenaConfig's trials (default 1).")
     type: JobType = Field("evaluation", description="Job type: evaluation (run scenarios and assertions), "
                                                     "loadtest (drive providers at a target rate) or datagen "
                                                     "(generate synthetic data).")
@@ -211,7 +223,8 @@ class ArenaJobSpec(ApiModel):
     session_recording: bool | None = Field(
         None, description="Go form: accepted and kept; this operator has no session API, and every run's "
                           "transcript is in the results (units/<id>.json) whatever its value.")
-    max_attempts: int = Field(3, ge=1, description="Attempts per work unit before it is recorded as failed.")
+    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS,
+                              description="Attempts per work unit before it is recorded as failed.")
 
     @model_validator(mode="after")
     def _config_or_source(self) -> ArenaJobSpec:

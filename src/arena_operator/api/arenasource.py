@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
+    MIN_SOURCE_INTERVAL,
     ApiModel,
     ArenaObject,
     Condition,
@@ -23,6 +24,7 @@ from .common import (
     Time,
     check_type_block,
     conditions_field,
+    duration_at_least,
     observed_generation_field,
     type_block_rules,
 )
@@ -120,8 +122,9 @@ class ArenaSourceSpec(ApiModel):
     config_map: ConfigMapSource | None = Field(None, description="ConfigMap settings, for type configmap.")
     workspace: WorkspaceSource | None = Field(None, description="Workspace directory settings, for type "
                                                                 "workspace.")
-    interval: Duration = Field("5m", description="How often to check the source for a new revision (with a "
-                                                 "little jitter), e.g. 1m, 5m, 1h.")
+    interval: duration_at_least(MIN_SOURCE_INTERVAL) = Field(  # type: ignore[valid-type]
+        "5m", description=f"How often to check the source for a new revision (with a little jitter), e.g. 1m, 5m, "
+                          f"1h; at least {MIN_SOURCE_INTERVAL}.")
     timeout: Duration = Field("60s", description="Time limit for one fetch, e.g. 60s.")
     suspend: bool = Field(False, description="Stop polling; the last artifact stays available.")
     target_path: RelativePath | None = Field(

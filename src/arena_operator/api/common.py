@@ -51,6 +51,17 @@ rendered untyped with ``x-kubernetes-preserve-unknown-fields`` (the structural-s
 validates the value; the API server keeps it as written."""
 MAX_PATH = 1024
 """Longest relative path a spec may name (bounds the CEL cost of the traversal rule)."""
+# Upper bounds a namespace owner may ask for: far above any real run, far below what exhausts the operator, Redis or
+# the cluster (the plan itself is bounded by ARENA_MAX_UNITS, counted without being built).
+MAX_WORKERS = 1000
+MAX_TRIALS = 10_000
+MAX_CONCURRENCY = 1000  # work units one worker runs at once
+MAX_LOAD_VUS = 100_000
+MAX_VUS_PER_WORKER = 10_000
+MAX_TARGET_RPS = 100_000
+MAX_DATAGEN_COUNT = 10_000_000
+MAX_ATTEMPTS = 100
+MIN_SOURCE_INTERVAL = "10s"
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -89,7 +100,8 @@ def parse_rfc3339(text: str | None) -> datetime.datetime | None:
 Time = Annotated[datetime.datetime, Field(strict=False), PlainSerializer(rfc3339, when_used="json")]
 """A timestamp: parsed from RFC 3339 strings (as the API returns them), written back as ``…Z`` seconds."""
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+MAX_DURATION_LENGTH = 64
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=MAX_DURATION_LENGTH)]
 """A Go-style duration string such as ``30s``, ``5m``, ``1h30m`` or ``1.5s`` (units ms, s, m, h)."""
 
 
@@ -104,6 +116,21 @@ def parse_duration(value: str) -> datetime.timedelta:
         raise ValueError(f"invalid duration {value!r}: use a number with a unit (ms, s, m, h), e.g. 30s, 5m, 1h30m")
     seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value))
     return datetime.timedelta(seconds=seconds)
+
+
+def duration_at_least(minimum: str) -> Any:
+    """A :data:`Duration` refused below ``minimum`` (e.g. ``interval: 0s``, a hot loop): by the model, and in the CRD
+    by a CEL rule (CEL's ``duration()`` reads Go durations, a superset of ours)."""
+    floor = parse_duration(minimum)
+    message = f"must be at least {minimum}"
+
+    def check(value: str) -> str:
+        if parse_duration(value) < floor:
+            raise ValueError(f"{value!r} {message}")
+        return value
+
+    return Annotated[Duration, AfterValidator(check), Field(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"duration(self) >= duration('{minimum}')", "message": message}]})]
 
 
 def free_form(description: str) -> Any:
@@ -153,6 +180,24 @@ RELATIVE_PATH_RULE = {
 RelativePath = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_relative_path), WithJsonSchema({
     "type": "string", "minLength": 1, "maxLength": MAX_PATH, "x-kubernetes-validations": [RELATIVE_PATH_RULE]})]
 """A path relative to some root (a bundle, a volume), refused when absolute or when it climbs out with ``..``."""
+
+
+# One segment of a key prefix that is not "..": empty, ".", or anything else without a separator. RE2 (the API
+# server's regex engine) has no lookahead, so "not '..'" is spelled out.
+_SEGMENT = r"([^./\\][^/\\]*|\.[^./\\][^/\\]*|\.\.[^/\\]+|\.?)"
+KEY_PREFIX_PATTERN = rf"^{_SEGMENT}([/\\]{_SEGMENT})*$"
+
+
+def _key_prefix(value: str) -> str:
+    if "\x00" in value or ".." in value.replace("\\", "/").split("/"):
+        raise ValueError(f"{value!r} must not contain a '..' segment (nor a NUL): results stay under the prefix")
+    return value
+
+
+KeyPrefix = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_key_prefix), WithJsonSchema({
+    "type": "string", "maxLength": MAX_PATH, "pattern": KEY_PREFIX_PATTERN})]
+"""An S3 key prefix or a directory inside a volume: segments split by ``/`` (or ``\\``), none of them ``..``;
+leading, trailing and doubled slashes are allowed (the sinks normalise them)."""
 
 
 def type_block_rules(blocks: dict[str, str], type_field: str = "type") -> list[dict[str, str]]:
