@@ -37,6 +37,13 @@ def bundle_with(tmp_path: Path, provider_extra: str) -> Path:
     return bundle
 
 
+@pytest.fixture(autouse=True)
+def _parse_limits_relaxed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The YAML parse limits refuse an alias bomb before it costs anything (test_bundle_limits.py); relaxed here
+    (the spawned child inherits the environment) so that what stops it is the budget, the last line of defence."""
+    monkeypatch.setenv("ARENA_MAX_YAML_NODES", str(10**12))
+
+
 async def test_a_yaml_alias_bomb_fails_within_the_budget_and_costs_the_operator_nothing(tmp_path: Path) -> None:
     bundle = bundle_with(tmp_path, alias_bomb())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

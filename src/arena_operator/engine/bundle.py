@@ -14,8 +14,10 @@ from . import spec as s
 from .checks import ScenarioChecker, ToolNames, check_assertions, check_prompt
 from .errors import BundleInvalid, BundleProblem
 from .manifests import (
+    OUTSIDE_BUNDLE,
     Collector,
     Loaded,
+    escapes,
     load_kind,
     manifest_id,
     read_manifest,
@@ -144,6 +146,10 @@ class BundleLoader:
         the line that references it."""
         refs = self._arena_value(where)
         for index, ref in enumerate(refs):
+            if escapes(self.root, ref.file):
+                self.out.add(self._arena_rel, self._arena_doc, ["spec", *where, index, "file"],
+                             f"{ref.file}: {kind} file {OUTSIDE_BUNDLE}")
+                continue
             if not (self.root / ref.file).is_file():
                 self.out.add(self._arena_rel, self._arena_doc, ["spec", *where, index, "file"],
                              f"{ref.file}: {kind} file not found")
@@ -196,7 +202,10 @@ class BundleLoader:
         self._each(("scenarios",), "Scenario", s.ScenarioSpec, on_scenario)
         self._each(("tools",), "Tool", s.ToolSpec, on_tool)
         self._each(("self_play", "personas"), "Persona", s.PersonaSpec, on_persona)
-        for ref in arena.evals:
+        for index, ref in enumerate(arena.evals):
+            if escapes(self.root, ref.file):
+                self.out.add(file, doc, ["spec", "evals", index, "file"], f"{ref.file}: Eval file {OUTSIDE_BUNDLE}")
+                continue
             read = read_manifest(self.root / ref.file, "Eval", self.out)
             if read is not None:
                 bundle.evals[manifest_id(read[0], None, self.root / ref.file)] = read[1]
@@ -230,6 +239,10 @@ class BundleLoader:
 
     def _check_mock_config(self, loaded: Loaded) -> None:
         mock_file = loaded.spec.additional_config.get("mock_config")
+        if mock_file and escapes(self.root, str(mock_file)):  # any type: `--mock-provider` reads it too
+            self.out.add(loaded.file, loaded.doc, ["spec", "additional_config", "mock_config"],
+                         f"mock config file {mock_file!r} {OUTSIDE_BUNDLE}")
+            return
         if loaded.spec.type == "mock" and mock_file and not (self.root / str(mock_file)).is_file():
             self.out.add(loaded.file, loaded.doc, ["spec", "additional_config", "mock_config"],
                          f"mock config file {mock_file!r} not found")

@@ -62,6 +62,18 @@ class Collector:
         return BundleProblem(file, line, format_path(shown), message)
 
 
+OUTSIDE_BUNDLE = "is outside the bundle (absolute, '..' or a symlink leading out); a bundle may only use its own files"
+
+
+def escapes(root: Path, ref: str) -> bool:
+    """True when `root/ref` is not inside `root` once symlinks are followed (checked before the file's existence,
+    so validation cannot be used to probe the host's files)."""
+    try:
+        return not (root / ref).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
+        return True
+
+
 def pydantic_message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     if kind == "missing":

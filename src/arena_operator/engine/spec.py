@@ -1,11 +1,37 @@
-"""Pydantic models of the PromptKit bundle kinds. Unknown keys are kept (forward-compatible)."""
+"""Pydantic models of the PromptKit bundle kinds. Unknown keys are kept (forward-compatible).
+
+A bundle is untrusted input: the files it references stay inside it (relative, no `..`; symlinks are checked
+where the file is opened, bundle.py), durations are finite, and the sizes it may ask for are bounded."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .durations import parse_duration
+
+MAX_CONCURRENCY = 1000  # defaults.concurrency: runs in flight in `arena run`
+MAX_TURNS = 1000  # a self-play turn's generated turns
+
+
+def _inside_bundle(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or "\x00" in value or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} must be a path inside the bundle: relative, without '..'")
+    return value
+
+
+def _finite_duration(value: str) -> str:
+    parse_duration(value, 0.0)  # ValueError: not a duration, or nan / inf / negative
+    return value
+
+
+BundlePath = Annotated[str, AfterValidator(_inside_bundle)]
+"""A file the bundle references, relative to its root; it must not climb out of it."""
+BundleDuration = Annotated[str, AfterValidator(_finite_duration)]
 
 
 class Model(BaseModel):
@@ -13,17 +39,17 @@ class Model(BaseModel):
 
 
 class FileRef(Model):
-    file: str
+    file: BundlePath
 
 
 class PromptConfigRef(Model):
     id: str | None = None
-    file: str
+    file: BundlePath
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProviderRef(Model):
-    file: str
+    file: BundlePath
     group: str = "default"
 
 
@@ -54,8 +80,8 @@ class Defaults(Model):
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
-    concurrency: int = 6
-    run_timeout: str = "5m"
+    concurrency: int = Field(default=6, ge=1, le=MAX_CONCURRENCY)
+    run_timeout: BundleDuration = "5m"
     output: OutputSettings = Field(default_factory=OutputSettings)
     verbose: bool = False
 
@@ -110,8 +136,8 @@ class Turn(Model):
     parts: list[dict[str, Any]] | None = None
     assertions: list[AssertionSpec] = Field(default_factory=list)
     persona: str | None = None
-    turns: int = Field(default=1, ge=1)
-    max_turns: int | None = Field(default=None, ge=1)
+    turns: int = Field(default=1, ge=1, le=MAX_TURNS)
+    max_turns: int | None = Field(default=None, ge=1, le=MAX_TURNS)
     streaming: bool | None = None
     # Read by upstream's conversation machinery (next release); loaded and kept here.
     assistant_temp: float | None = None
@@ -210,7 +236,7 @@ class ProviderSpec(Model):
     pricing: Pricing | None = None
     credential: Credential = Field(default_factory=Credential)
     additional_config: dict[str, Any] = Field(default_factory=dict)
-    timeout: str = "60s"
+    timeout: BundleDuration = "60s"
     max_retries: int = Field(default=3, ge=0)
 
 

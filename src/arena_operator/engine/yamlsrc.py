@@ -1,7 +1,15 @@
-"""YAML loading that remembers line numbers, so every bundle error can name its file and line."""
+"""YAML loading that remembers line numbers, so every bundle error can name its file and line.
+
+Bundle files are untrusted input, so loading is bounded before anything is built from them: the file's size,
+the nesting depth and the number of nodes the document expands to once every alias is followed (a "billion
+laughs" file of a few hundred bytes expands to 10⁹ strings; PyYAML shares the anchored object, but everything
+that walks or validates the result pays the full expansion). A NUL or another control character is a syntax
+error with its line, like any other.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +17,11 @@ from typing import Any
 import yaml
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# The cluster admin may relax them (the operator's and the workers' environment); a bundle cannot.
+MAX_YAML_BYTES = int(os.environ.get("ARENA_MAX_YAML_BYTES", 8 * 1024 * 1024))
+MAX_YAML_NODES = int(os.environ.get("ARENA_MAX_YAML_NODES", 1_000_000))  # values once aliases are expanded
+MAX_YAML_DEPTH = int(os.environ.get("ARENA_MAX_YAML_DEPTH", 100))
 
 
 class LineDict(dict):
@@ -25,8 +38,49 @@ class LineList(list):
     item_lines: list[int]
 
 
+class YamlSyntaxError(ValueError):
+    """A file that is not valid YAML, or too big to be read; carries the 1-based line and column of the problem."""
+
+    def __init__(self, message: str, line: int, column: int = 0) -> None:
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def check_expansion(root: yaml.Node) -> None:
+    """Raise YamlSyntaxError when `root` nests deeper than MAX_YAML_DEPTH or expands (aliases followed) to more
+    than MAX_YAML_NODES nodes. Iterative, and linear in the distinct nodes: a shared node is sized once."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = [c for c in _children(node) if id(c) in size]  # a recursive alias is left to the constructor
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            mark = node.start_mark
+            if depth[key] > MAX_YAML_DEPTH:
+                raise YamlSyntaxError(f"nesting deeper than {MAX_YAML_DEPTH} levels", mark.line + 1, mark.column + 1)
+            if size[key] > MAX_YAML_NODES:
+                raise YamlSyntaxError(f"the document expands to more than {MAX_YAML_NODES:,} values once its "
+                                      "aliases (*name) are followed (an alias bomb?)", mark.line + 1, mark.column + 1)
+        elif key not in size and key not in depth:
+            depth[key] = 0  # in progress
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in depth)
+
+
 class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    pass
+    def construct_document(self, node: yaml.Node) -> Any:
+        check_expansion(node)
+        return super().construct_document(node)
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
@@ -56,26 +110,33 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-class YamlSyntaxError(ValueError):
-    """A file that is not valid YAML; carries the 1-based line of the problem."""
-
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.line = line
+def _syntax_error(exc: yaml.YAMLError, text: str) -> YamlSyntaxError:
+    if isinstance(exc, yaml.reader.ReaderError):  # a NUL or another control character: no mark, a position
+        before = text[:exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+        return YamlSyntaxError(f"invalid YAML: character {code:#06x} is not allowed (control characters such as "
+                               "NUL cannot appear in YAML)", line, column)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    return YamlSyntaxError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", line, column)
 
 
 def load_yaml_text(text: str) -> Any:
     """Parse one YAML document, keeping line numbers on every mapping and sequence."""
     try:
         return yaml.load(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise YamlSyntaxError(f"invalid YAML: {exc.problem or exc}", line) from exc
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, text) from None
 
 
 def load_yaml_file(path: Path) -> Any:
+    """One bounded YAML document from a file (see the module docstring); YamlSyntaxError names line and column."""
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise YamlSyntaxError(f"the file is {size:,} bytes; a bundle file may be at most {MAX_YAML_BYTES:,}", 0)
     return load_yaml_text(path.read_text(encoding="utf-8"))
+
 
 
 def line_of(root: Any, path: Sequence[str | int]) -> int:
