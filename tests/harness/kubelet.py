@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +58,15 @@ class Kubelet:
                  interval: float = 0.05, grace_period: float = 2.0, config_retry: float = 0.5,
                  extra_env: Mapping[str, str] | None = None,
                  entrypoints: Mapping[str, Sequence[str]] | None = None,
-                 host_paths: Sequence[Path | str] = ()) -> None:
+                 host_paths: Sequence[Path | str] = (), unpullable_images: Collection[str] = (),
+                 node_labels: Mapping[str, str] | None = None) -> None:
         self.api = api
         self.workdir = Path(workdir).resolve()
         self.namespaces = None if namespaces is None else frozenset(namespaces)
         self.interval, self.grace_period, self.config_retry = interval, grace_period, config_retry
         self.extra_env = dict(extra_env or {})
         self.entrypoints = {key: list(value) for key, value in (entrypoints or {}).items()}
+        self.unpullable_images, self.node_labels = frozenset(unpullable_images), node_labels
         self.host_paths = [str(self.workdir), *(str(Path(p).resolve()) for p in host_paths)]
         self.host_paths += [str(p) for p in self.workdir.parents if p.name.startswith('pytest-of-')]
         self.errors: list[BaseException] = []  # crashes of the kubelet thread (raised by stop())
@@ -85,7 +87,8 @@ class Kubelet:
         self._client = client = ApiClient(self.api.url, timeout=5.0)
         resolver = PodSpecResolver(client, self.workdir, extra_env=self.extra_env, entrypoints=self.entrypoints,
                                    host_paths=self.host_paths,
-                                   serves_pvcs=lambda: PVCS in self.api.emulator.resources)
+                                   serves_pvcs=lambda: PVCS in self.api.emulator.resources,
+                                   unpullable_images=self.unpullable_images, node_labels=self.node_labels)
         self._runtime = PodRuntime(client, self.workdir, resolver, grace_period=self.grace_period,
                                    config_retry=self.config_retry, may_restart=self._may_restart)
         self._controller = JobController(client, self._runtime, self.namespaces)

@@ -20,7 +20,10 @@ Environment (Kubernetes order: ``envFrom``, then ``env``, later entries win)
       ``resourceFieldRef`` (the container's limits/requests; unset limits = this machine); ``envFrom``
       ``secretRef``/``configMapRef`` with ``prefix``. All honour ``optional``.
     * A missing Secret/ConfigMap or key (not optional) raises :class:`NotReady` with the reason a kubelet
-      reports (CreateContainerConfigError); the runtime keeps the pod Pending and retries.
+      reports (CreateContainerConfigError); the runtime keeps the pod Pending and retries. So do an image named
+      in ``Kubelet(unpullable_images=...)`` (ErrImagePull, then ImagePullBackOff) and, with
+      ``Kubelet(node_labels=...)``, a ``nodeSelector`` those labels do not satisfy (Unschedulable: the Pod's
+      PodScheduled condition is False).
 
 Volumes and mounts — processes share the host's file system, so mount paths are *rewritten*
     * ``persistentVolumeClaim`` → ``<workdir>/pvcs/<namespace>/<claimName>`` (shared by all pods, kept). While
@@ -50,7 +53,7 @@ import os
 import posixpath
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +124,25 @@ class PodSpecResolver:
 
     def __init__(self, client: ApiClient, workdir: Path, *, extra_env: Mapping[str, str],
                  entrypoints: Mapping[str, Sequence[str]], host_paths: Sequence[str],
-                 serves_pvcs: Callable[[], bool]) -> None:
+                 serves_pvcs: Callable[[], bool], unpullable_images: Collection[str] = (),
+                 node_labels: Mapping[str, str] | None = None) -> None:
         self.client, self.workdir = client, workdir
         self.extra_env, self.entrypoints, self.host_paths = extra_env, entrypoints, host_paths
         self.serves_pvcs = serves_pvcs
+        self.unpullable_images, self.node_labels = frozenset(unpullable_images), node_labels
+
+    def _schedule_and_pull(self, pod: PodProcess, spec: Mapping[str, Any], image: str) -> None:
+        """The scheduler's nodeSelector check (only with ``node_labels``) and the image pull (``unpullable_images``
+        never pull: ErrImagePull, then ImagePullBackOff, as a kubelet reports them)."""
+        selector = spec.get('nodeSelector') or {}
+        if self.node_labels is not None and any(self.node_labels.get(k) != v for k, v in selector.items()):
+            raise NotReady('Unschedulable', "0/1 nodes are available: 1 node(s) didn't match Pod's node "
+                                            'affinity/selector.')
+        if image in self.unpullable_images or image.rsplit(':', 1)[0] in self.unpullable_images:
+            backoff = pod.reason in ('ErrImagePull', 'ImagePullBackOff')
+            raise NotReady('ImagePullBackOff' if backoff else 'ErrImagePull',
+                           f'Back-off pulling image "{image}"' if backoff else
+                           f'failed to pull and unpack image "{image}": not found')
 
     def prepare(self, pod: PodProcess) -> tuple[list[str], dict[str, str], Path, dict[str, Path]]:
         spec = pod._body.get('spec') or {}
@@ -132,6 +150,7 @@ class PodSpecResolver:
         if not containers:
             raise NotReady('CreateContainerConfigError', 'the pod has no containers')
         container = containers[0]
+        self._schedule_and_pull(pod, spec, str(container.get('image') or ''))
         lookups = Lookups(self.client, pod.namespace)
 
         # Environment, in the kubelet's order: envFrom, then env; $(VAR) sees the entries before it.

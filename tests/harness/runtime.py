@@ -31,6 +31,8 @@ from tests.harness.pods import NODE_NAME, POD_IP, TRACKING_FINALIZER, PodProcess
 from tests.harness.podspec import NotReady, PodSpecResolver
 
 # Pods stopped by the Job controller itself: their non-zero exit is not a failure of the Job.
+# The event each waiting reason posts (the scheduler's, or the kubelet's); others post "Failed".
+EVENT_REASONS = {'FailedMount': 'FailedMount', 'Unschedulable': 'FailedScheduling', 'ImagePullBackOff': 'BackOff'}
 CONTROLLER_STOPS = frozenset({'ScaleDown', 'JobSuspended', 'JobFinished', 'JobDeleted', 'KubeletStopped'})
 
 
@@ -75,8 +77,8 @@ class PodRuntime:
             if e.reason not in pod._event_reasons:
                 pod._event_reasons.add(e.reason)
                 log.warning('pod %s/%s cannot start: %s: %s', pod.namespace, pod.name, e.reason, e.message)
-                self._post_event(pod, 'Failed' if e.reason == 'CreateContainerConfigError' else 'FailedMount',
-                                 f'Error: {e.message}' if e.reason == 'CreateContainerConfigError' else e.message)
+                event = EVENT_REASONS.get(e.reason, 'Failed')
+                self._post_event(pod, event, e.message if event != 'Failed' else f'Error: {e.message}')
             return
         pod.command, pod.env, pod.cwd, pod.mounts = argv, env, cwd, mounts
         self._spawn(pod)
@@ -238,8 +240,11 @@ class PodRuntime:
                 state['waiting']['message'] = pod.message
         ready = pod.phase == 'Running' and pod.stop_reason is None
         created = dig(pod._body, 'metadata.creationTimestamp')
+        scheduled = {'type': 'PodScheduled', 'status': 'True', 'lastTransitionTime': created}
+        if pod.reason == 'Unschedulable' and pod.phase == 'Pending':
+            scheduled.update(status='False', reason='Unschedulable', message=pod.message)
         conditions = [
-            {'type': 'PodScheduled', 'status': 'True', 'lastTransitionTime': created},
+            scheduled,
             {'type': 'Initialized', 'status': 'True', 'lastTransitionTime': created},
             {'type': 'ContainersReady', 'status': str(ready), 'lastTransitionTime': pod.started_at or created},
             {'type': 'Ready', 'status': str(ready), 'lastTransitionTime': pod.started_at or created},

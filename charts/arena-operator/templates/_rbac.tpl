@@ -46,4 +46,9 @@ namespace of watchNamespaces.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Worker pods are only watched (an index): a failed pod's units are handed back at once, and a pod that cannot
+# start (image pull, scheduling, a missing Secret) gives the reason a job that never started fails with.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 {{- end -}}

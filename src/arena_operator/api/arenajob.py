@@ -223,6 +223,9 @@ class ArenaJobSpec(ApiModel):
     session_recording: bool | None = Field(
         None, description="Go form: accepted and kept; this operator has no session API, and every run's "
                           "transcript is in the results (units/<id>.json) whatever its value.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="The run fails DeadlineExceeded (workers stopped, partial results kept) once this "
+                                "many seconds have passed since the job was created, whatever it is waiting for.")
     max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS,
                               description="Attempts per work unit before it is recorded as failed.")
 

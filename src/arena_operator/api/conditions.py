@@ -129,6 +129,10 @@ REDIS_UNAVAILABLE = "RedisUnavailable"
 FORBIDDEN = "Forbidden"  # the Kubernetes API refused the operator a request (RBAC)
 WORKSPACE_NOT_CONFIGURED = "WorkspaceNotConfigured"
 WORKSPACE_PATH_NOT_FOUND = "WorkspacePathNotFound"
+WORKERS_NOT_STARTED = "WorkersNotStarted"  # no worker pod started within the start timeout (image, quota, secret)
+WAITING_FOR_WORKERS = "WaitingForWorkers"
+UNITS_RELEASED = "UnitsReleased"  # a dead worker's units handed back before the visibility timeout
+QUEUE_LOST = "QueueLost"  # Redis lost a running job's queue (restarted without persistence)
 
 ConditionLike = Condition | Mapping[str, Any]
 

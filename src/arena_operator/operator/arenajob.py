@@ -97,6 +97,7 @@ def _run(memo: kopf.Memo, namespace: str, name: str, uid: str, generation: int, 
         rates=memo.setdefault("job_rates", {}).setdefault(uid, {}), pinned=pinned,
         artifact_base_url=memo.artifact_base_url, parent=(meta.get("labels") or {}).get(LABEL_PARENT),
         jobs=list(indexes["arena_jobs"].get(namespace, [])),
+        pods=list(indexes["worker_pods"].get((namespace, name), [])),
     )
 
 

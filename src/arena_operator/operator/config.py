@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..reconcile.jobcontext import DEFAULT_FINISHED_KEY_TTL_SECONDS, DEFAULT_WORKER_START_TIMEOUT_SECONDS
 from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
 from ..sources.bounded import DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_SECONDS, Budget
@@ -66,6 +67,8 @@ class OperatorConfig:
     workspace_dir: Path | None = None  # the workspace volume for type workspace sources and contentPath
     worker_pod_defaults: dict[str, Any] = field(default_factory=dict)  # podOverrides every worker pod starts from
     validation_budget: Budget = field(default_factory=Budget)  # one bundle's validation: seconds and bytes
+    worker_start_timeout: float = DEFAULT_WORKER_START_TIMEOUT_SECONDS  # no worker started by then: the job fails
+    finished_key_ttl: float = DEFAULT_FINISHED_KEY_TTL_SECONDS  # a finished job's Redis keys expire after this
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -88,6 +91,8 @@ class OperatorConfig:
             worker_pod_defaults=worker_pod_defaults(os.environ),
             validation_budget=Budget(_float("ARENA_VALIDATION_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
                                      int(_float("ARENA_VALIDATION_MEMORY_MB", DEFAULT_MEMORY_BYTES / 2**20) * 2**20)),
+            worker_start_timeout=_float("ARENA_WORKER_START_TIMEOUT_SECONDS", DEFAULT_WORKER_START_TIMEOUT_SECONDS),
+            finished_key_ttl=_float("ARENA_FINISHED_KEY_TTL_SECONDS", DEFAULT_FINISHED_KEY_TTL_SECONDS),
         )
 
     def base_url(self, port: int) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, LABEL_ARENAJOB, LABEL_PARENT, VERSION
+from ..reconcile.workers import pod_outline
 
 
 def _object(meta: kopf.Meta, spec: kopf.Spec) -> dict[str, Any]:
@@ -41,6 +42,13 @@ def worker_jobs(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> d
     owner = meta.get("labels", {}).get(LABEL_ARENAJOB)
     return {(namespace, owner): {"name": meta.get("name"), "spec": dict(body.get("spec") or {}),
                                  "status": dict(body.get("status") or {})}}
+
+
+@kopf.index("v1", "pods", labels={LABEL_ARENAJOB: kopf.PRESENT}, id="worker_pods")
+def worker_pods(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each worker pod's outline (reconcile.workers): a failed pod's units are handed back at once, and a pod that
+    cannot start says why."""
+    return {(namespace, meta.get("labels", {}).get(LABEL_ARENAJOB)): pod_outline(dict(body))}
 
 
 def one(index: kopf.Index, key: Any) -> Any:

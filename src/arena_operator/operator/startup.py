@@ -6,13 +6,13 @@ import logging
 from typing import Any
 
 import kopf
-import redis.asyncio as aioredis
 
 from ..api.common import ANNOTATION_PREFIX, FINALIZER
 from ..kube import Kube, Workloads
-from ..reconcile.arenajob import JobSettings
+from ..reconcile.jobcontext import JobSettings
 from ..sources.server import ArtifactServer
 from ..sources.store import ArtifactStore
+from ..workqueue.connect import OPERATOR_RETRIES, connect
 from .config import OperatorConfig
 from .metrics import OperatorMetrics
 
@@ -43,12 +43,14 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
         memo.kube = Kube()
     memo.store = ArtifactStore(config.artifact_dir, keep=config.artifacts_to_keep)
     memo.workloads = Workloads(memo.kube)
-    memo.redis = aioredis.from_url(config.redis_url)
+    memo.redis = connect(config.redis_url, retries=OPERATOR_RETRIES)
     memo.job_settings = JobSettings(image=config.worker_image, worker_redis_url=config.worker_redis_url,
                                     max_units=config.max_units, config_wait=config.config_wait_seconds,
                                     visibility_timeout=config.visibility_timeout,
                                     aggregation_lease=config.aggregation_lease,
-                                    pod_defaults=config.worker_pod_defaults)
+                                    pod_defaults=config.worker_pod_defaults,
+                                    worker_start_timeout=config.worker_start_timeout,
+                                    finished_key_ttl=config.finished_key_ttl)
     memo.metrics = OperatorMetrics()
     memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port,
                                           memo.metrics.registry)

@@ -1,13 +1,12 @@
-"""One reconcile pass of an ArenaJob, ordered steps of one signature: forms → finished → cancel → config | source →
-plan → launch → observe (reconcile.jobspec reads both forms as one; reconcile.jobtypes has what the type changes).
-The first step that decides the pass stops it; `Ready` follows from the conditions (reconcile.outcome). No kopf."""
+"""One reconcile pass of an ArenaJob, ordered steps of one signature: forms → finished → cancel → deadline →
+config | source → plan → launch → observe → workers (reconcile.jobspec reads both forms as one; reconcile.jobtypes
+has what the type changes; reconcile.workers keeps a run from hanging). The first step that decides the pass stops
+it; `Ready` follows from the conditions (reconcile.outcome). No kopf."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ..api import conditions as c
@@ -15,7 +14,6 @@ from ..api.arenaconfig import ArenaConfigSpec
 from ..api.arenajob import ArenaJobSpec
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.errors import BundleInvalid
-from ..kube import Kube, Workloads
 from ..results.formats import DEFAULT_FORMATS
 from ..runplan.apply import apply_to_bundle
 from ..runplan.forms import unsupported_fields
@@ -23,71 +21,26 @@ from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_provid
 from ..runplan.selection import ResolutionError
 from ..runplan.tools import resolve_tools, resolved_tool_records
 from ..runplan.units import PlanTooLarge, batches, count_units, iter_units, plan_inputs
-from ..sources.store import ArtifactStore
-from ..workqueue.queue import DEFAULT_AGGREGATION_LEASE_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, WorkQueue
 from .arenaconfig import SourceInfo, load_config_bundle, source_info
 from .autoscale import decide_scale
 from .baseline import choose_baseline
 from .datagen import datagen_progress, datagen_verdict
+from .jobcontext import TERMINAL, JobContext, finish
 from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
 from .jobtypes import observe_for_type, plan_for_type
-from .outcome import ObjectIdentity, Outcome, ReadyRule, Step, run_steps
+from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
 from .worker_job import WorkerJobParams, build_worker_job, pod_override_problems, worker_job_name
+from .workers import step_deadline, step_workers
 
-TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 READY_RULE = ReadyRule(positive=(c.CONFIG_VALID, c.PLANNED, c.JOB_CREATED, c.COMPLETE))
 SOURCE_READY_RULE = ReadyRule(positive=(c.SOURCE_VALID, *READY_RULE.positive[1:]), abnormal=READY_RULE.abnormal)
 MAX_PROBLEMS_SHOWN = 5
 
 
-@dataclass
-class JobSettings:
-    """Operator-wide settings for worker Jobs (from the environment; the chart sets them)."""
-
-    image: str
-    worker_redis_url: str
-    max_units: int
-    config_wait: float  # seconds a job waits for its ArenaConfig to become Ready before failing
-    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_SECONDS
-    aggregation_lease: float = DEFAULT_AGGREGATION_LEASE_SECONDS
-    pod_defaults: dict[str, Any] = field(default_factory=dict)  # the chart's worker defaults (podOverrides form)
-
-
-@dataclass
-class JobContext(ObjectIdentity):
-    spec: ArenaJobSpec
-    status: dict[str, Any]
-    config: dict[str, Any] | None  # the ArenaConfig, from the index: {spec, status}; None with sourceRef
-    source: dict[str, Any] | None  # its (or the job's sourceRef's) ArenaSource, from the index: {status}
-    providers: list[dict[str, Any]]
-    registries: list[dict[str, Any]]
-    worker_job: dict[str, Any] | None  # the worker batch/v1 Job, from the index: {name, spec, status}
-    queue: WorkQueue
-    store: ArtifactStore
-    workloads: Workloads
-    settings: JobSettings
-    max_bytes: int
-    delete_self: Callable[[], Awaitable[None]]
-    kube: Kube
-    rates: dict[str, Any] = field(default_factory=dict)  # autoscaling's memory between passes
-    pinned: tuple[str, str] | None = None  # (revision, digest) a child created by a source change must run
-    artifact_base_url: str = ""  # where the operator's artifact server is reached by workers
-    parent: str | None = None  # the template that created this run (its parent label), if any
-    jobs: list[dict[str, Any]] = field(default_factory=list)  # outlines of the namespace's ArenaJobs (baselines)
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-def _finish(ctx: JobContext, out: Outcome, phase: str, reason: str, message: str) -> None:
-    """A terminal phase: the pass stops; workers are no longer counted."""
-    out.status.update(phase=phase, completionTime=rfc3339(ctx.now), message=message, activeWorkers=0)
-    out.event("Normal" if phase == "Succeeded" else "Warning", reason, message)
-    out.stop()
-
-
 def _fail_plan(ctx: JobContext, out: Outcome, reason: str, message: str, condition: str = c.PLANNED) -> None:
     out.condition(condition, False, reason, message)
-    _finish(ctx, out, "Failed", reason, message)
+    finish(ctx, out, "Failed", reason, message)
 
 
 def _planned(ctx: JobContext) -> bool:
@@ -132,7 +85,7 @@ async def step_cancel(ctx: JobContext, out: Outcome) -> None:
     message = f"cancelled (spec.{field}) after {counters.completed + counters.failed}/{counters.total} units"
     out.condition(c.COMPLETE, False, c.CANCELLED, message)
     out.condition(c.PROGRESSING, False, c.CANCELLED, message)
-    _finish(ctx, out, "Cancelled", c.CANCELLED, message)
+    finish(ctx, out, "Cancelled", c.CANCELLED, message)
 
 
 async def step_config(ctx: JobContext, out: Outcome) -> None:
@@ -191,15 +144,20 @@ def _wait_for_config(ctx: JobContext, out: Outcome, reason: str, message: str,
     waited = (ctx.now - ctx.created).total_seconds()
     out.condition(condition, False, reason, message)
     if waited > ctx.settings.config_wait:
-        return _finish(ctx, out, "Failed", reason, f"{message} (gave up after {waited:.0f}s)")
+        return finish(ctx, out, "Failed", reason, f"{message} (gave up after {waited:.0f}s)")
     out.status["phase"] = "Pending"
     return out.stop(blocked=True)
 
 
 async def step_plan(ctx: JobContext, out: Outcome) -> None:
-    """Once: resolve providers and tools, plan, and stream the units into Redis."""
+    """Once: resolve providers and tools, plan, and stream the units into Redis. Again if Redis lost the queue of
+    a running job (restarted without persistence): every unit runs again and is counted once, from zero."""
     if _planned(ctx):
-        return None
+        if await ctx.queue.redis.exists(ctx.queue.keys["sealed"]):
+            return None
+        message = (f"Redis lost this job's queue ({ctx.status.get('progressText', '?')} units were done; restarted "
+                   "without persistence?): planning again, every unit runs again")
+        out.event("Warning", c.QUEUE_LOST, message)
     unsupported = unsupported_reason(ctx.spec)
     if unsupported:
         return _fail_plan(ctx, out, c.UNSUPPORTED, unsupported)
@@ -292,7 +250,7 @@ async def step_observe(ctx: JobContext, out: Outcome) -> None:
         phase, reason, message = verdict
         out.condition(c.COMPLETE, phase == "Succeeded", reason, message)
         out.condition(c.PROGRESSING, False, reason, message)
-        return _finish(ctx, out, phase, reason, message)
+        return finish(ctx, out, phase, reason, message)
     running = f"{done} units, {job_status.get('active') or 0} workers active"
     out.condition(c.COMPLETE, c.UNKNOWN, c.RUNNING, running)
     out.condition(c.PROGRESSING, True, c.RUNNING, running)
@@ -361,17 +319,22 @@ STEPS: tuple[Step[JobContext], ...] = (
     Step(step_forms, owns=(c.SPEC_WARNING,)),
     Step(step_finished),
     Step(step_cancel, owns=(c.COMPLETE, c.PROGRESSING)),
+    Step(step_deadline, owns=(c.COMPLETE, c.PROGRESSING)),
     Step(step_config, owns=(c.CONFIG_VALID,)),
     Step(step_source, owns=(c.SOURCE_VALID,)),
     Step(step_plan, owns=(c.PLANNED,)),
     Step(step_launch, owns=(c.JOB_CREATED,)),
     Step(observe_for_type(step_observe), owns=(c.COMPLETE, c.PROGRESSING, c.REGRESSED, c.THRESHOLDS)),
+    Step(step_workers, owns=(c.COMPLETE, c.PROGRESSING)),
 )
 
 
 async def reconcile_job(ctx: JobContext) -> Outcome:
     out = Outcome(status={"observedGeneration": ctx.generation})
-    return await run_steps(ctx, STEPS, out, ctx.status.get("conditions") or [], ready_rule(ctx.spec))
+    out = await run_steps(ctx, STEPS, out, ctx.status.get("conditions") or [], ready_rule(ctx.spec))
+    if out.status.get("phase") in TERMINAL and ctx.status.get("phase") not in TERMINAL:
+        await ctx.queue.set_ttl(int(ctx.settings.finished_key_ttl))  # status and the sink hold what is kept
+    return out
 
 
 def ready_rule(spec: ArenaJobSpec) -> ReadyRule:

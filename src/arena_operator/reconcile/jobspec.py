@@ -13,7 +13,7 @@ from ..runplan.forms import effective_config, overlaps, source_name, unsupported
 from .outcome import Outcome
 
 if TYPE_CHECKING:
-    from .arenajob import JobContext
+    from .jobcontext import JobContext
 
 
 def _config_spec(spec: ArenaJobSpec, config: dict[str, Any] | None) -> ArenaConfigSpec | None:

@@ -15,7 +15,7 @@ from .loadtest import observe_load_test, plan_load_test
 from .outcome import Outcome
 
 if TYPE_CHECKING:
-    from .arenajob import JobContext
+    from .jobcontext import JobContext
 
 StepFn = Callable[["JobContext", Outcome], Awaitable[None]]
 

@@ -25,7 +25,7 @@ from .outcome import Outcome
 from .worker_job import worker_job_name
 
 if TYPE_CHECKING:
-    from .arenajob import JobContext
+    from .jobcontext import JobContext
 
 LAG_SATURATED_MS = 50.0  # a worker whose arrivals start this late is out of CPU: add workers
 SCALE_COOLDOWN_S = 10.0  # new workers need time to join before saturation is judged again

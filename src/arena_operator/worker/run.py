@@ -13,13 +13,13 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
@@ -34,22 +34,24 @@ from ..runplan.apply import apply_resolved_config
 from ..runplan.units import WorkUnit
 from ..sources.download import fetch_bundle
 from ..sources.errors import SourceError
+from ..workqueue.connect import connect
 from ..workqueue.queue import (
     DEFAULT_AGGREGATION_LEASE_SECONDS,
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     Claimed,
     WorkQueue,
 )
+from ..workqueue.reclaim import HEARTBEAT_SECONDS
 from .metrics import WorkerMetrics
 
 log = logging.getLogger("arena.worker")
 
 # Errors worth another attempt on another worker: the provider may recover. Others are final for the unit.
 RETRYABLE_KINDS = frozenset({"rate_limited", "server_error", "timeout", "connection", "overloaded", "bad_response"})
-HEARTBEAT_SECONDS = 5.0
 # Exit code after SIGTERM: non-zero, so Kubernetes does not count a stopped worker as a finished one (a
 # work-queue Job completes on its first successful pod).
 EXIT_TERMINATED = 143
+QUEUE_WAIT_SECONDS = 60.0  # how long a worker waits for its job's queue to be (re)planned before it gives up
 
 
 class WorkerError(Exception):
@@ -117,6 +119,15 @@ async def summary_from_queue(queue: WorkQueue) -> dict[str, Any]:
     return summary.to_dict()
 
 
+async def wait_for_queue(get_config: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """The job's config, waiting up to QUEUE_WAIT_SECONDS for it: a pod may start, or a queue be lost, just before
+    the operator (re)plans the job."""
+    deadline = time.monotonic() + QUEUE_WAIT_SECONDS
+    while (config := await get_config()) is None and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+    return config
+
+
 def unit_outcome(run: dict[str, Any]) -> str:
     if run.get("Error"):
         return "error"
@@ -167,9 +178,21 @@ class Worker:
                         "scenario": unit.scenario, "provider": unit.provider, "attempt": claimed.attempt,
                         "revision": self.config.get("revision", ""), "status": result.get("Status")})
 
+    async def _claim(self) -> list[Claimed]:
+        try:
+            return await self.queue.claim(self.settings.consumer, count=1, block_ms=500)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        # Redis lost the queue (restarted without persistence): the operator plans the job again.
+        if await wait_for_queue(self.queue.get_config) is None:
+            raise WorkerError(f"the job's queue vanished from Redis and was not planned again within "
+                              f"{QUEUE_WAIT_SECONDS:.0f}s")
+        return []
+
     async def _slot(self) -> None:
         while not await self.queue.is_cancelled():
-            claimed = await self.queue.claim(self.settings.consumer, count=1, block_ms=500)
+            claimed = await self._claim()
             if not claimed:
                 if await self.queue.is_drained():
                     return
@@ -233,17 +256,18 @@ def worker_class(config: dict[str, Any]) -> type[Worker]:
 
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
     """The worker's whole life; returns the process exit code (0 drained or cancelled, 1 fatal)."""
-    client = aioredis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     metrics = WorkerMetrics(settings.metrics_port)
     try:
         queue = WorkQueue(client, settings.job_key)
         try:
-            config = await queue.get_config()
+            config = await wait_for_queue(queue.get_config)
         except RedisError as exc:  # redis-py names host and port, never the password; the URL is not logged
             log.error("cannot reach Redis: %s: %s", type(exc).__name__, exc)
             return 1
         if config is None:
-            log.error("no job config in Redis under %s (was the job deleted?)", settings.job_key)
+            log.error("no job config in Redis under %s after %.0fs (was the job deleted?)", settings.job_key,
+                      QUEUE_WAIT_SECONDS)
             return 1
         visibility = float(config.get("visibilityTimeout") or DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
         queue = WorkQueue(client, settings.job_key, visibility_timeout=visibility,

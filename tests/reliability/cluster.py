@@ -1,0 +1,129 @@
+"""The operator-side reliability tests' cluster: a real kopf operator and the test kubelet against the emulator,
+a ConfigMap bundle whose mock provider takes `UNIT_SECONDS` per call, and a redis-server the test may kill and
+restart (with an append-only file, or with no persistence at all)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.operator_env import NAMESPACE, arena_operator
+from tests.fakes.services import free_port, stop, wait_until
+from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
+from tests.harness.kubelet import Kubelet
+
+UNIT_SECONDS = 1.5  # each unit's one model call: long enough to kill a worker in the middle of it
+BUNDLE = {
+    "config.arena.yaml": """\
+apiVersion: promptkit.altairalabs.ai/v1alpha1
+kind: Arena
+metadata: {name: lifetime}
+spec:
+  providers: [{file: provider.yaml}]
+  scenarios: [{file: scenario.yaml}]
+  defaults: {}
+""",
+    "provider.yaml": f"kind: Provider\nmetadata: {{name: bot}}\nspec: {{type: mock, additional_config: "
+                     f"{{latency_ms: {int(UNIT_SECONDS * 1000)}}}}}\n",
+    "scenario.yaml": "kind: Scenario\nmetadata: {name: hello}\nspec: {description: says hi, turns: [{role: user, content: hi}]}\n",
+}
+
+
+class Redis:
+    """A redis-server on a free port that a test can SIGKILL and start again on the same port and directory."""
+
+    def __init__(self, directory: Path, *, appendonly: bool) -> None:
+        self.port, self.dir, self.appendonly = free_port(), directory, appendonly
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else \
+            ["--appendonly", "no"]
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--dir", str(self.dir), *persistence],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._pong, self.proc, "redis-server", timeout=30)
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(7) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    def crash(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def scan(self) -> list[str]:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--scan"], capture_output=True, text=True)
+        return out.stdout.split()
+
+    def ttl(self, key: str) -> int:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "ttl", key], capture_output=True, text=True)
+        return int(out.stdout.strip())
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@contextmanager
+def lifetime_cluster(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *,
+                     trials: int, **kubelet_options: Any) -> Iterator[Kubelet]:
+    """Operator + kubelet; ArenaSource `cm` on the bundle and ArenaConfig `lifetime` with `trials` units, one
+    model call at a time per worker. The visibility timeout is the default (120 s): nothing here waits for it."""
+    monkeypatch.setenv("ARENA_REDIS_URL", redis.url)
+    monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
+    with arena_operator(api, tmp_path / "artifacts", monkeypatch), \
+            Kubelet(api, tmp_path / "kubelet", namespaces=[NAMESPACE], **kubelet_options) as kubelet:
+        api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": NAMESPACE},
+                    "data": BUNDLE})
+        api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                    "metadata": {"name": "cm", "namespace": NAMESPACE},
+                    "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
+        api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
+                    "metadata": {"name": "lifetime", "namespace": NAMESPACE},
+                    "spec": {"sourceRef": {"name": "cm"}, "trials": trials, "concurrency": 1}})
+        api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "lifetime",
+                     lambda o: dig(o, "status.phase") == "Ready", timeout=30)
+        yield kubelet
+
+
+def arenajob(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"configRef": {"name": "lifetime"}, "type": "evaluation", "workers": {"replicas": replicas},
+                     **spec}}
+
+
+def finished(obj: dict[str, Any] | None) -> bool:
+    return dig(obj, "status.phase") in ("Succeeded", "Failed", "Cancelled")
+
+
+def wait_running_unit(kubelet: Kubelet, redis: Redis, job: str, timeout: float = 30.0) -> str:
+    """The name of a running worker pod that holds a unit right now (XPENDING of the job's stream)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = {pod.name for pod in kubelet.pods(f"{job}-worker") if pod.running}
+        for key in redis.scan():
+            if key.endswith(":stream") and f"/{job}/" in key:
+                out = subprocess.run(["redis-cli", "-p", str(redis.port), "xpending", key, "workers", "-", "+", "10"],
+                                     capture_output=True, text=True).stdout.split()
+                holders = [name for name in out if name in running]
+                if holders:
+                    return holders[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no worker of {job} was seen holding a unit")
