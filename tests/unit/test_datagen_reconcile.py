@@ -73,6 +73,7 @@ SUMMARY = {"type": "datagen", "count": 10000, "items": 10000, "complete": True, 
 async def test_progress_in_items_and_the_verdict(store: tuple[ArtifactStore, str], case: str, phase: str,
                                                  ready: tuple[Any, str]) -> None:
     world = job_world(store, SEED_EXAMPLE, status=RUNNING, worker_job={**WORKER, "status": dict(WORKER["status"])})
+    world.queue.config = {"type": "datagen"}  # planned: the job's config is in Redis
     FakeLedger.totals_now = (4200, 0) if case == "running" else (9750, 250)
     if case == "complete":
         FakeLedger.totals_now = (10000, 0)

@@ -16,6 +16,7 @@ from arena_operator.api.arenajob import ArenaJobSpec
 from arena_operator.kube import NotFound
 from arena_operator.reconcile import arenaconfig as rconfig
 from arena_operator.reconcile import arenajob as rjob
+from arena_operator.reconcile import jobcontext
 from arena_operator.reconcile.outcome import Outcome, ReadyRule, Step, run_steps, summarize_ready
 from arena_operator.sources.artifact import build_artifact
 from arena_operator.sources.store import ArtifactStore
@@ -148,6 +149,19 @@ async def test_config_with_a_broken_bundle_names_the_file(tmp_path: Path) -> Non
 # -- ArenaJob -------------------------------------------------------------------------------------------------
 
 @dataclass
+class FakeRedis:
+    """Just enough for workqueue.reclaim.release: the script is the one tests/reliability runs for real."""
+
+    released: list[list[Any]] = field(default_factory=list)
+
+    def register_script(self, _source: str) -> Any:
+        async def run(keys: list[str], args: list[Any]) -> int:
+            self.released.append(args[4:])
+            return 0
+        return run
+
+
+@dataclass
 class FakeQueue:
     key: str = "arena:{ns/job/uid}"
     counters_now: Counters = field(default_factory=lambda: Counters(6, 0, 0, 6, 0, 0, 0, 0, 0))
@@ -157,6 +171,11 @@ class FakeQueue:
     units: list[dict[str, Any]] = field(default_factory=list)
     sealed: bool = False
     cancelled: bool = False
+    ttl: int | None = None
+    consumers: int = 1
+    visibility_timeout: float = 120.0
+    redis: FakeRedis = field(default_factory=FakeRedis)
+    keys: dict[str, str] = field(default_factory=lambda: {"stream": "s", "heartbeats": "h"})
 
     async def cancel(self) -> None:
         self.cancelled = True
@@ -181,6 +200,12 @@ class FakeQueue:
 
     async def aggregated(self) -> dict[str, Any] | None:
         return self.aggregate
+
+    async def set_ttl(self, seconds: int) -> None:
+        self.ttl = seconds
+
+    async def active_consumers(self, within: float = 30.0) -> int:
+        return self.consumers
 
 
 @dataclass
@@ -216,7 +241,7 @@ class FakeKube:
 
 @dataclass
 class JobWorld:
-    ctx: rjob.JobContext
+    ctx: jobcontext.JobContext
     queue: FakeQueue
     workloads: FakeWorkloads
     deleted_self: list[bool]
@@ -235,8 +260,8 @@ def job_world(store: tuple[ArtifactStore, str], spec: dict[str, Any] | None = No
                "pending": {"spec": {"sourceRef": {"name": "src"}}, "status": {
                    "phase": "Pending", "conditions": [cond("Ready", "False", "SourceNotReady", "cloning")]}}}
     source = {"status": {"artifact": {"revision": REVISION, "digest": digest, "url": "http://op/a.tar.gz"}}}
-    settings = rjob.JobSettings(image="arena:test", worker_redis_url="redis://r", max_units=1000, config_wait=60)
-    ctx = rjob.JobContext(
+    settings = jobcontext.JobSettings(image="arena:test", worker_redis_url="redis://r", max_units=1000, config_wait=60)
+    ctx = jobcontext.JobContext(
         namespace="ns", name="job", uid="uid", generation=1, created=NOW - timedelta(seconds=age),
         spec=ArenaJobSpec.model_validate({"configRef": {"name": "cfg"}, **(spec or {})}), status=status or {},
         config=configs.get(config), source=source, providers=[], registries=[], worker_job=worker_job,

@@ -153,7 +153,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
     """Once: resolve providers and tools, plan, and stream the units into Redis. Again if Redis lost the queue of
     a running job (restarted without persistence): every unit runs again and is counted once, from zero."""
     if _planned(ctx):
-        if await ctx.queue.redis.exists(ctx.queue.keys["sealed"]):
+        if await ctx.queue.get_config() is not None:
             return None
         message = (f"Redis lost this job's queue ({ctx.status.get('progressText', '?')} units were done; restarted "
                    "without persistence?): planning again, every unit runs again")
