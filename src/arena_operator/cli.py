@@ -234,8 +234,10 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from .engine.envexpand import cluster_env, confine_process
     from .worker.run import main as worker_main
 
+    confine_process(cluster_env())  # a worker pod's bundle reads only what the job owner granted
     return worker_main()
 
 

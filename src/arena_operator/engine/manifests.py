@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .envexpand import expand_tree
+from .envexpand import current_env, expand_tree
 from .errors import BundleProblem
 from .yamlsrc import YamlSyntaxError, format_path, line_of, load_yaml_file
 
@@ -145,7 +145,10 @@ def load_kind(
     file = out.rel(path)
     if kind == "Provider":
         unset: list[tuple[list[str | int], str]] = []
-        expand_tree(doc, [], unset)
+        secret_like: list[tuple[list[str | int], str]] = []
+        expand_tree(doc, [], unset, current_env(), secret_like)
+        for where, message in secret_like:
+            out.warn(file, doc, where, message)
         for where, message in unset:
             out.add(file, doc, where, message)
         if unset:

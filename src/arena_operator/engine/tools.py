@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 import httpx
 import jsonschema
 
+from .envexpand import UnsetVariable, current_env
 from .errors import TemplateError, ToolError
 from .schemas import first_error
 from .spec import ToolSpec
@@ -72,9 +72,12 @@ class ToolRunner:
         http = tool.http
         assert http is not None
         headers = dict(http.headers)
-        for header, env in http.headers_from_env.items():
-            if env in os.environ:
-                headers[header] = os.environ[env]
+        env = current_env()
+        for header, name in http.headers_from_env.items():
+            if not env.readable(name):
+                raise ToolError(f"{tool.name}: headers_from_env {header}: {UnsetVariable(name, True).describe(env)}")
+            if (value := env.get(name)) is not None:
+                headers[header] = value
         if self._client is None:
             self._client = httpx.AsyncClient()
         method = http.method.upper()

@@ -11,6 +11,7 @@ from typing import Any
 from ..api import conditions as c
 from ..api.arenaconfig import ArenaConfigSpec
 from ..engine.bundle import Bundle, load_bundle
+from ..engine.envexpand import cluster_env, reading
 from ..engine.errors import BundleInvalid
 from ..engine.plan import RunFilters, select_scenarios
 from ..sources.store import ArtifactStore
@@ -58,7 +59,8 @@ def load_config_bundle(store: ArtifactStore, namespace: str, source: str, info: 
                        max_bytes: int) -> Bundle:
     assert info.digest is not None
     root: Path = store.unpacked(namespace, source, info.digest, max_bytes)
-    return load_bundle(root / spec.arena_file if spec.arena_file else root)
+    with reading(cluster_env()):  # `${VAR}` reads only what the operator's $ARENA_BUNDLE_ENV grants
+        return load_bundle(root / spec.arena_file if spec.arena_file else root)
 
 
 async def step_source(ctx: ConfigContext, out: Outcome) -> None:

@@ -15,7 +15,7 @@ from ..api.arenajob import ArenaJobSpec
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.errors import BundleInvalid
 from ..results.formats import DEFAULT_FORMATS
-from ..runplan.apply import apply_to_bundle
+from ..runplan.apply import apply_to_bundle, refuse_unresolved_endpoints
 from ..runplan.forms import unsupported_fields
 from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
 from ..runplan.selection import ResolutionError
@@ -170,6 +170,7 @@ async def step_plan(ctx: JobContext, out: Outcome) -> None:
         resolved = resolve_providers(bundle_groups(bundle), config, ctx.spec, ctx.providers, ctx.namespace)
         tools = resolve_tools(ctx.spec, ctx.registries)
         apply_to_bundle(bundle, resolved, tools)
+        refuse_unresolved_endpoints(bundle, resolved)
         inputs = plan_inputs(config, ctx.spec)
         total = count_units(bundle, inputs, ctx.settings.max_units)
         shards, total = plan_for_type(ctx.spec, bundle, inputs, total, _initial_replicas(ctx.spec, config))

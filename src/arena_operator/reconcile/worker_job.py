@@ -29,6 +29,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
+from ..engine.envexpand import GRANT_VARIABLE
 from ..runplan.providers import SecretEnv
 
 WORKER_SUFFIX = "-worker"
@@ -152,8 +153,12 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         env += [_secret(key, s3_secret, key) for key in S3_KEYS]
         env += [_secret(key, s3_secret, key, optional=True) for key in S3_OPTIONAL_KEYS]
     env += [_secret(s.env, s.secret_name, s.key) for s in sorted(p.secrets)]
+    granted = []
     for overrides in (p.pod_defaults or {}, p.pod_overrides or {}):
         env += copy.deepcopy(list(overrides.get("extraEnv") or []))
+        granted += [item["name"] for item in overrides.get("extraEnv") or [] if "valueFrom" not in item]
+    if granted:  # what `${VAR}` in the bundle may read: plain values the admin or the job owner set, no Secret
+        env.append(_value(GRANT_VARIABLE, ",".join(sorted(set(granted)))))
     names = [item["name"] for item in env]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

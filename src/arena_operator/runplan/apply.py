@@ -57,6 +57,22 @@ def apply_to_bundle(bundle: Bundle, resolved: ResolvedProviders, tools: Mapping[
         materialize_mock_configs(bundle, mock_dir)
 
 
+def refuse_unresolved_endpoints(bundle: Bundle, resolved: ResolvedProviders) -> None:
+    """The cluster's rule (operator and worker): a provider's endpoint, headers and credential come from a Provider
+    object, never from the bundle, so a bundle provider the job does not resolve runs only as a mock. Otherwise a
+    bundle would choose which secret goes to which host (`credential_env: AWS_SECRET_ACCESS_KEY` to its own
+    `base_url`). Raises ResolutionError(ProviderNotFound) naming each such provider and its group."""
+    from_bundle = sorted(pid for pid, spec in bundle.providers.items()
+                         if pid not in resolved.specs and spec.type != "mock")
+    if from_bundle:
+        named = ", ".join(f"{pid} (group {bundle.provider_groups.get(pid, DEFAULT_GROUP)}, type "
+                          f"{bundle.providers[pid].type})" for pid in from_bundle)
+        raise ResolutionError(c.PROVIDER_NOT_FOUND, f"bundle providers {named} are not resolved to Provider "
+                                                    "objects: in the cluster a bundle may only bring mock providers; "
+                                                    "resolve their groups with providers, providerOverrides or "
+                                                    "providerRef (the Provider sets base URL and credential)")
+
+
 def _repoint(bundle: Bundle, removed: Mapping[str, str], groups: Mapping[str, list[str]]) -> None:
     for judge in bundle.arena.judges:
         if judge.provider in removed:
@@ -72,9 +88,12 @@ def _repoint(bundle: Bundle, removed: Mapping[str, str], groups: Mapping[str, li
 
 def apply_resolved_config(bundle: Bundle, config: Mapping[str, Any], *, mock_dir: Path | None = None) -> None:
     """The worker's side: apply a job config's ``providers`` (:meth:`ResolvedProviders.to_config`) and ``tools``
-    (:func:`resolve_tools`) to the bundle, writing inline mock configs to ``mock_dir`` (default: a new
-    temporary directory, created only when there is one)."""
-    apply_to_bundle(bundle, ResolvedProviders.from_config(config.get("providers") or {}), config.get("tools") or {})
+    (:func:`resolve_tools`) to the bundle, refuse endpoints only the bundle names (:func:`refuse_unresolved_endpoints`),
+    write inline mock configs to ``mock_dir`` (default: a new temporary directory, created only when there is
+    one)."""
+    resolved = ResolvedProviders.from_config(config.get("providers") or {})
+    apply_to_bundle(bundle, resolved, config.get("tools") or {})
+    refuse_unresolved_endpoints(bundle, resolved)
     if any(INLINE_MOCK_KEY in spec.additional_config for spec in bundle.providers.values()):
         materialize_mock_configs(bundle, mock_dir or Path(tempfile.mkdtemp(prefix="arena-mocks-")))
 

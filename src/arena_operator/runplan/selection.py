@@ -14,7 +14,7 @@ from ..api.common import LabelSelector
 M = TypeVar("M", bound=BaseModel)
 
 
-class ResolutionError(Exception):
+class ResolutionError(ValueError):
     """Providers or tools cannot be resolved; ``reason`` is a CamelCase condition reason."""
 
     def __init__(self, reason: str, message: str) -> None:

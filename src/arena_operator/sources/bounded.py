@@ -29,8 +29,10 @@ class Budget:
 def _problems(directory: str) -> list[str]:
     """Run in the child: the bundle's problems as text (empty when it loads)."""
     from ..engine.bundle import load_bundle
+    from ..engine.envexpand import cluster_env, confine_process
     from ..engine.errors import BundleInvalid
 
+    confine_process(cluster_env())  # the operator's environment (Redis URL, tokens) is not the bundle's to read
     try:
         load_bundle(Path(directory))
     except BundleInvalid as exc:
