@@ -30,6 +30,8 @@ from .paths import safe_relpath
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # uncompressed bytes per artifact
 MAX_ENTRIES = 100_000  # files + directories; an archive of millions of empty files is a bomb too
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
+MAX_PATH_BYTES = 1024  # a whole member path, as RelativePath bounds spec paths
 _CHUNK = 1024 * 1024
 _FILE_MODE, _DIR_MODE = 0o644, 0o755
 _GZIP_LEVEL = 6  # fixed: the digest depends on it
@@ -123,6 +125,7 @@ def _extract_members(tar: tarfile.TarFile, dest: Path, max_bytes: int) -> int:
         if entries > MAX_ENTRIES:
             raise SourceError(ARTIFACT_TOO_LARGE, f"archive has more than {MAX_ENTRIES} entries")
         rel = safe_relpath(member.name, "tar member")
+        _check_name_length(member.name, rel)
         if rel == PurePosixPath("."):
             continue  # the archive's own root ("./")
         target = dest / rel
@@ -145,6 +148,14 @@ def _extract_members(tar: tarfile.TarFile, dest: Path, max_bytes: int) -> int:
             raise SourceError(UNSAFE_ARTIFACT, f"tar member {member.name!r} is a device, fifo or other special "
                                                "file; only files, directories and links to files are allowed")
     return written
+
+
+def _check_name_length(name: str, rel: PurePosixPath) -> None:
+    """Names a file system can hold, checked before it is asked (it would fail with a bare ENAMETOOLONG)."""
+    longest = max((len(part.encode()) for part in rel.parts), default=0)
+    if longest > MAX_NAME_BYTES or len(rel.as_posix().encode()) > MAX_PATH_BYTES:
+        raise SourceError(UNSAFE_ARTIFACT, f"tar member {name[:80]!r}… is too long: at most {MAX_NAME_BYTES} bytes "
+                                           f"per name and {MAX_PATH_BYTES} per path")
 
 
 def _check_budget(written: int, size: int, max_bytes: int, name: str) -> int:
