@@ -1,6 +1,7 @@
-"""`arena`: run a bundle locally, validate it, and (later) run the operator and workers.
+"""`arena`: run a bundle locally, validate a bundle or manifests, run the operator and workers.
 
-Exit codes: 0 success; 1 failures under --ci; 2 bad input (invalid bundle, flags or manifests).
+Exit codes: 0 success; 1 failures under --ci (`arena validate`: something invalid); 2 bad input (invalid bundle,
+flags or manifests).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,16 @@ from .datagen.formats import FORMATS as DATAGEN_FORMATS
 from .datagen.local import datagen_settings, run_datagen_command
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
-from .engine.plan import RunFilters, iter_plan
+from .engine.plan import RunFilters
 from .local.diff import diff, print_comparison
 from .local.loadtest import run_load_test_command
 from .local.manifests import is_job_file, job_options
 from .local.progress import RunProgress, print_summary
 from .local.run import LocalRunOptions, run_local
+from .local.validate import UsageError, validate
+from .local.validate import lines as validation_lines
 from .results.sinkbase import SinkError
 from .runplan.selection import ResolutionError
-from .runplan.units import DEFAULT_MAX_UNITS
 from .sources.errors import SourceError
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
@@ -108,9 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     differ.add_argument("new", help="the run to judge")
     differ.add_argument("--max-drop", type=float, default=0.0, help="allowed pass-rate drop (0.05 = 5 pts)")
     differ.add_argument("--ci", action="store_true", help="exit 1 when any scenario × provider regressed")
-    validate = commands.add_parser("validate", help="check a bundle and print every problem at once")
-    validate.add_argument("path", help="bundle directory or arena config file")
+    validate = commands.add_parser("validate", help="check a bundle or Kubernetes manifests; print every problem "
+                                   "at once (exit 0 valid, 1 invalid, 2 a path that does not exist)")
+    validate.add_argument("path", nargs="+", type=Path, help="bundle directory or arena file; or YAML files (or a "
+                          "directory) of ArenaSource/ArenaConfig/ArenaJob/Provider/ToolRegistry manifests")
     validate.add_argument("--strict", action="store_true", help="warnings are errors")
+    validate.add_argument("--schema-only", action="store_true", help="each file or document against its schema "
+                          "only: no cross-references, no source fetched, no plan")
+    validate.add_argument("--bundle", type=Path, help="with manifests: the bundle directory their ArenaSource "
+                          "would deliver, instead of fetching it")
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf) against the current cluster")
     operator.add_argument("-n", "--namespace", action="append", default=[],
                           help="namespace(s) to watch (repeatable); default: all namespaces")
@@ -140,14 +147,19 @@ def _report_problems(exc: BundleInvalid) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    """Exit 0 valid, 1 invalid (upstream's `promptarena validate`), 2 a path that does not exist."""
     try:
-        bundle = load_bundle(Path(args.path), strict=args.strict)
-    except BundleInvalid as exc:
-        return _report_problems(exc)
-    counted = sum(1 for _ in islice(iter_plan(bundle), DEFAULT_MAX_UNITS + 1))  # never a list: trials can be huge
-    runs = f"more than {DEFAULT_MAX_UNITS}" if counted > DEFAULT_MAX_UNITS else str(counted)
-    console.print(f"ok: {len(bundle.scenarios)} scenarios, {len(bundle.providers)} providers, {runs} runs planned",
-                  style="green")
+        findings = validate(args.path, strict=args.strict, schema_only=args.schema_only, bundle_dir=args.bundle)
+    except UsageError as exc:
+        return _usage_error(str(exc))
+    errors = Console(stderr=True, soft_wrap=True)
+    for line in validation_lines(findings):
+        errors.print(line, markup=False, highlight=False)
+    if findings.problems:
+        errors.print(f"{len(findings.problems)} problem(s) found", style="bold red")
+        return EXIT_FAILURES
+    for line in findings.summary():
+        console.print(f"ok: {line}", style="green", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

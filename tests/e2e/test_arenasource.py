@@ -163,7 +163,7 @@ def test_bad_sources_fail_precisely_and_keep_the_last_good_artifact(
         obj = k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, "good",
                                lambda o: condition(o, "SourceValid").get("status") == "False", timeout=10)
         message = condition(obj, "SourceValid")["message"]
-        assert "scenarios/greeting.yaml:12: turns[0].assertions[0].type: unknown assertion 'contians'" in message
+        assert "scenarios/greeting.yaml:12:11: turns[0].assertions[0].type: unknown assertion 'contians'" in message
         assert obj["status"]["artifact"] == last_good
         assert condition(obj, "ArtifactAvailable")["status"] == "True"
 

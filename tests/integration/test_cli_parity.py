@@ -41,6 +41,6 @@ def test_strict_turns_warnings_into_errors(tmp_path: Path) -> None:
     lenient = arena("validate", str(bundle))
     assert lenient.returncode == 0 and "turnz_note" in lenient.stderr
     strict = arena("validate", str(bundle), "--strict")
-    assert strict.returncode == 2 and "scenarios/greeting.yaml:" in strict.stderr and "turnz_note" in strict.stderr
+    assert strict.returncode == 1 and "scenarios/greeting.yaml:" in strict.stderr and "turnz_note" in strict.stderr
     run = arena("run", str(bundle), "--strict", "-o", str(tmp_path / "out"), "-q")
     assert run.returncode == 2 and "turnz_note" in run.stderr

@@ -89,14 +89,15 @@ def test_formats_and_resume(tmp_path: Path) -> None:
 
 
 def test_bad_input_exits_2_with_file_and_line(tmp_path: Path) -> None:
+    """`arena run` exits 2 on an invalid bundle; `arena validate` 1 (upstream's code for "invalid")."""
     bundle = tmp_path / "bundle"
     subprocess.run(["cp", "-r", str(REPO / "examples/quickstart"), str(bundle)], check=True)
     scenario = bundle / "scenarios" / "greeting.yaml"
     scenario.write_text(scenario.read_text().replace("type: contains", "type: contians"))
-    for command in (("validate", str(bundle)), ("run", str(bundle), "--out", str(tmp_path / "o"))):
+    for command, code in ((("validate", str(bundle)), 1), (("run", str(bundle), "--out", str(tmp_path / "o")), 2)):
         done = arena(*command)
-        assert done.returncode == 2
-        assert ("scenarios/greeting.yaml:12: turns[0].assertions[0].type: unknown assertion 'contians' "
+        assert done.returncode == code
+        assert ("scenarios/greeting.yaml:12:11: turns[0].assertions[0].type: unknown assertion 'contians' "
                 "(did you mean 'contains'?)") in done.stderr
     assert arena("run", "examples/quickstart", "--formats", "pdf").returncode == 2
     assert arena("run", "examples/quickstart", "-j", "0").returncode == 2

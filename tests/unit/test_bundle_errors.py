@@ -152,9 +152,9 @@ spec:
       content: I want a refund.
      assertions:
         - type: contains
-"""), f"scenarios/refund.yaml:11: invalid YAML: {_YAML_PROBLEM}"),
+"""), f"scenarios/refund.yaml:11:6: invalid YAML: {_YAML_PROBLEM}"),
     Case("wrong-kind", _scenario(SCENARIO.replace("kind: Scenario", "kind: Scenaro")),
-         "scenarios/refund.yaml:2: kind: expected kind 'Scenario', got 'Scenaro'"),
+         "scenarios/refund.yaml:2:1: kind: expected kind 'Scenario', got 'Scenaro'"),
     Case("missing-description", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Scenario
@@ -165,7 +165,7 @@ spec:
   turns:
     - role: user
       content: I want a refund.
-"""), "scenarios/refund.yaml:5: description: required field is missing"),
+"""), "scenarios/refund.yaml:5:1: description: required field is missing"),
     Case("provider-type-enum", {"providers/mock.yaml": """\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Provider
@@ -174,7 +174,7 @@ metadata:
 spec:
   type: openia
   model: gpt-4o-mini
-"""}, "providers/mock.yaml:6: type: unknown provider type 'openia' (did you mean 'openai'?); upstream knows "
+"""}, "providers/mock.yaml:6:3: type: unknown provider type 'openia' (did you mean 'openai'?); upstream knows "
           "openai, claude, gemini, ollama, vllm, mock, replay, imagen, huggingface, elevenlabs, cartesia, voyageai"),
     Case("unknown-assertion", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
@@ -195,7 +195,7 @@ spec:
         - type: contians
           params:
             patterns: [refund]
-"""), "scenarios/refund.yaml:16: turns[2].assertions[0].type: unknown assertion 'contians' "
+"""), "scenarios/refund.yaml:16:11: turns[2].assertions[0].type: unknown assertion 'contians' "
       "(did you mean 'contains'?)"),
     Case("wrapper-params-missing", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
@@ -214,19 +214,19 @@ spec:
             eval_params:
               criteria: Polite
             min_score: 0.8
-"""), "scenarios/refund.yaml:13: turns[0].assertions[0].params: assertion 'assertion' needs params.eval_type"),
+"""), "scenarios/refund.yaml:13:11: turns[0].assertions[0].params: assertion 'assertion' needs params.eval_type"),
     Case("wrapper-unknown-eval-type", _scenario(SCENARIO.replace("""        - type: contains
           params:
             patterns: [refund]""", """        - type: assertion
           params:
             eval_type: llm_jugde""")),
-         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.eval_type: unknown assertion 'llm_jugde' "
+         "scenarios/refund.yaml:13:11: turns[0].assertions[0].params: params.eval_type: unknown assertion 'llm_jugde' "
          "(did you mean 'llm_judge'?)"),
     Case("unknown-validator", {"prompts/support.yaml": PROMPT + "  validators:\n    - type: banned_wrods\n"},
-         "prompts/support.yaml:12: validators[0].type: unknown validator 'banned_wrods' (any eval type is a "
+         "prompts/support.yaml:12:7: validators[0].type: unknown validator 'banned_wrods' (any eval type is a "
          "validator) (did you mean 'banned_words'?)"),
     Case("mcp-tool-of-undeclared-server", {"prompts/support.yaml": PROMPT + "  allowed_tools:\n  - mcp__fs__read\n"},
-         "prompts/support.yaml:12: allowed_tools[0]: unknown tool 'mcp__fs__read': 'fs' is not in spec.mcp_servers"),
+         "prompts/support.yaml:12:5: allowed_tools[0]: unknown tool 'mcp__fs__read': 'fs' is not in spec.mcp_servers"),
     Case("unknown-provider", _scenario("""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
 kind: Scenario
@@ -241,23 +241,23 @@ spec:
   turns:
     - role: user
       content: I want a refund.
-"""), "scenarios/refund.yaml:10: providers[1]: unknown provider 'mok' (did you mean 'mock'?)"),
+"""), "scenarios/refund.yaml:10:7: providers[1]: unknown provider 'mok' (did you mean 'mock'?)"),
     Case("unknown-persona", _scenario(SCENARIO.replace("persona: angry-customer", "persona: angry-custmer")),
-         "scenarios/refund.yaml:16: turns[1].persona: unknown persona 'angry-custmer' "
+         "scenarios/refund.yaml:16:7: turns[1].persona: unknown persona 'angry-custmer' "
          "(did you mean 'angry-customer'?)"),
     Case("unsupported-role", _scenario(SCENARIO.replace("    - role: customer", "    - role: assistant")),
-         "scenarios/refund.yaml:15: turns[1].role: unsupported role 'assistant'"),
+         "scenarios/refund.yaml:15:7: turns[1].role: unsupported role 'assistant'"),
     Case("task-type-without-prompt", _scenario(SCENARIO.replace("task_type: support", "task_type: suport")),
-         "scenarios/refund.yaml:7: task_type: no prompt config has task_type 'suport' (did you mean 'support'?)"),
+         "scenarios/refund.yaml:7:3: task_type: no prompt config has task_type 'suport' (did you mean 'support'?)"),
     Case("unresolved-template-variable", {"prompts/support.yaml": PROMPT.replace(
         "of {{company}}.", "of {{company}} in {{region}}.")},
-         "scenarios/refund.yaml:5: variables: system_template of task 'support': unresolved placeholder {{region}}"),
+         "scenarios/refund.yaml:5:1: variables: system_template of task 'support': unresolved placeholder {{region}}"),
     Case("duplicate-scenario-id", {
         "scenarios/refund-copy.yaml": SCENARIO,
         "config.arena.yaml": ARENA.replace("    - file: scenarios/refund.yaml\n",
                                            "    - file: scenarios/refund.yaml\n"
                                            "    - file: scenarios/refund-copy.yaml\n"),
-    }, "scenarios/refund-copy.yaml:4: metadata.name: duplicate scenario id 'refund' "
+    }, "scenarios/refund-copy.yaml:4:3: metadata.name: duplicate scenario id 'refund' "
        "(also defined in scenarios/refund.yaml)"),
     Case("unset-env-in-provider", {"providers/mock.yaml": f"""\
 apiVersion: promptkit.altairalabs.ai/v1alpha1
@@ -270,19 +270,19 @@ spec:
   base_url: ${{{UNSET_ENV}}}
   headers:
     X-Team: ${{ARENA_COMPAT_TEST_TEAM:-support}}
-"""}, f"providers/mock.yaml:8: base_url: environment variable {UNSET_ENV} is not set (and has no default)",
+"""}, f"providers/mock.yaml:8:3: base_url: environment variable {UNSET_ENV} is not set (and has no default)",
          env_unset=(UNSET_ENV, "ARENA_COMPAT_TEST_TEAM")),
     Case("arena-defaults-missing", {"config.arena.yaml": ARENA.replace("  defaults:\n    temperature: 0\n", "")},
-         "config.arena.yaml:5: defaults: required field is missing"),
+         "config.arena.yaml:5:1: defaults: required field is missing"),
     Case("turn-count-not-integer", _scenario(SCENARIO.replace("turns: 2", "turns: two")),
-         "scenarios/refund.yaml:17: turns[1].turns: Input should be a valid integer, "
+         "scenarios/refund.yaml:17:7: turns[1].turns: Input should be a valid integer, "
          "unable to parse string as an integer"),
     Case("judge-unknown-provider", {"config.arena.yaml": ARENA.replace(
         "  defaults:\n", "  judges:\n    - name: grader\n      provider: gpt-judge\n  defaults:\n")},
-         "config.arena.yaml:21: judges[0].provider: unknown provider 'gpt-judge'"),
+         "config.arena.yaml:21:7: judges[0].provider: unknown provider 'gpt-judge'"),
     # An allowed tool the bundle does not define: reported in the prompt file, on its line, like the rest.
     Case("unknown-allowed-tool", {"prompts/support.yaml": PROMPT + "  allowed_tools:\n    - serch\n"},
-         "prompts/support.yaml:12: allowed_tools[0]: unknown tool 'serch'"),
+         "prompts/support.yaml:12:7: allowed_tools[0]: unknown tool 'serch'"),
     # A scenario written inline in the arena file: the field path says where it is in that file.
     Case("inline-scenario-unknown-assertion", {"config.arena.yaml": ARENA.replace("  defaults:\n", """\
   scenario_specs:
@@ -295,7 +295,7 @@ spec:
             - type: contians
               params: {patterns: [hi]}
   defaults:
-""")}, "config.arena.yaml:26: scenario_specs.quick.turns[0].assertions[0].type: unknown assertion 'contians' "
+""")}, "config.arena.yaml:26:15: scenario_specs.quick.turns[0].assertions[0].type: unknown assertion 'contians' "
        "(did you mean 'contains'?)"),
 ]
 
@@ -318,23 +318,23 @@ spec:
         - type: json_path
           params:
             expected: 3
-"""), "scenarios/refund.yaml:12: turns[0].assertions[0].params: assertion 'contains' needs params.patterns "
+"""), "scenarios/refund.yaml:12:11: turns[0].assertions[0].params: assertion 'contains' needs params.patterns "
           "(without it upstream scores 0: the assertion fails)"),
     Case("unknown-scenario-key", _scenario(SCENARIO.replace(
         "  turns:\n", "  turn:\n    - role: user\n      content: hi\n  turns:\n")),
-         "scenarios/refund.yaml:8: turn: unknown key 'turn' (did you mean 'turns'?)"),
+         "scenarios/refund.yaml:8:3: turn: unknown key 'turn' (did you mean 'turns'?)"),
     Case("unknown-turn-key", _scenario(SCENARIO.replace("      content: I want a refund.\n",
                                                         "      content: I want a refund.\n      asertions: []\n")),
-         "scenarios/refund.yaml:11: turns[0].asertions: unknown key 'asertions' (did you mean 'assertions'?)"),
+         "scenarios/refund.yaml:11:7: turns[0].asertions: unknown key 'asertions' (did you mean 'assertions'?)"),
     Case("unknown-param", _scenario(SCENARIO.replace("patterns: [refund]", "pattern: [refund]")),
-         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.pattern: 'contains' does not read this "
+         "scenarios/refund.yaml:13:11: turns[0].assertions[0].params: params.pattern: 'contains' does not read this "
          "param (did you mean 'patterns'?)"),
     Case("scalar-where-a-list-is-read", _scenario(SCENARIO.replace("patterns: [refund]", "patterns: refund")),
-         "scenarios/refund.yaml:13: turns[0].assertions[0].params: params.patterns: upstream reads a list here; "
+         "scenarios/refund.yaml:13:11: turns[0].assertions[0].params: params.patterns: upstream reads a list here; "
          "a single string counts as none"),
     Case("threshold-next-to-type", _scenario(SCENARIO.replace("        - type: contains\n",
                                                               "        - type: contains\n          min_score: 0.5\n")),
-         "scenarios/refund.yaml:13: turns[0].assertions[0].min_score: upstream's schema has no min_score here; put "
+         "scenarios/refund.yaml:13:11: turns[0].assertions[0].min_score: upstream's schema has no min_score here; put "
          "it under params"),
 ]
 
@@ -348,12 +348,15 @@ def test_warnings_load_and_strict_refuses(case: Case, tmp_path: Path) -> None:
     assert case.expected in [str(p) for p in info.value.problems]
 
 
-def test_warnings_are_logged_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Logged at WARNING, the level `arena validate` and `arena run` print without -v."""
+def test_warnings_are_printed_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Logged at WARNING by a load (the level `arena run` prints without -v); `arena validate` prints them."""
     root = write_bundle(tmp_path, WARNINGS[1].files)
     with caplog.at_level("WARNING"):
-        assert cli.main(["validate", str(root)]) == 0
+        load_bundle(root)
     assert WARNINGS[1].expected in caplog.text
+    assert cli.main(["validate", str(root)]) == 0
+    assert f"warning: {WARNINGS[1].expected}" in capsys.readouterr().err
 
 
 def test_base_bundle_is_valid(tmp_path: Path) -> None:
@@ -403,9 +406,9 @@ spec:
     })
     problems = sorted(str(p) for p in problems_of(root))
     assert problems == sorted([
-        "config.arena.yaml:23: judges[0].provider: unknown provider 'gpt-judge'",
-        f"providers/backup.yaml:8: base_url: environment variable {UNSET_ENV} is not set (and has no default)",
-        "scenarios/refund.yaml:12: turns[0].assertions[0].type: unknown assertion 'contians' "
+        "config.arena.yaml:23:7: judges[0].provider: unknown provider 'gpt-judge'",
+        f"providers/backup.yaml:8:3: base_url: environment variable {UNSET_ENV} is not set (and has no default)",
+        "scenarios/refund.yaml:12:11: turns[0].assertions[0].type: unknown assertion 'contians' "
         "(did you mean 'contains'?)",
     ])
 
@@ -414,11 +417,11 @@ def test_cli_validate_prints_every_problem(tmp_path: Path, capsys: pytest.Captur
     scenario = SCENARIO.replace("type: contains", "type: contians").replace("task_type: support",
                                                                            "task_type: suport")
     root = write_bundle(tmp_path, {"scenarios/refund.yaml": scenario})
-    assert cli.main(["validate", str(root)]) == 2
+    assert cli.main(["validate", str(root)]) == 1
     captured = capsys.readouterr()
     printed = captured.out + captured.err
-    assert "scenarios/refund.yaml:7: task_type: no prompt config has task_type 'suport'" in printed
-    assert "scenarios/refund.yaml:12: turns[0].assertions[0].type: unknown assertion 'contians'" in printed
+    assert "scenarios/refund.yaml:7:3: task_type: no prompt config has task_type 'suport'" in printed
+    assert "scenarios/refund.yaml:12:11: turns[0].assertions[0].type: unknown assertion 'contians'" in printed
     assert "2 problem(s) found" in printed
 
 

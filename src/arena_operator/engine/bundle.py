@@ -110,11 +110,13 @@ def find_arena_file(path: Path) -> Path:
 class BundleLoader:
     """Reads one bundle; `load()` returns a Bundle or raises BundleInvalid with every problem."""
 
-    def __init__(self, path: Path, strict: bool = False) -> None:
+    def __init__(self, path: Path, strict: bool = False, schema_only: bool = False, log_warnings: bool = True) -> None:
         self.arena_file = find_arena_file(Path(path))
         self.root = self.arena_file.parent
         self.out = Collector(self.root)
         self.strict = strict
+        self.references = not schema_only  # schema_only: each file against its model, no cross-file checks
+        self.log_warnings = log_warnings
 
     def load(self) -> Bundle:
         read = read_manifest(self.arena_file, "Arena", self.out)
@@ -136,7 +138,7 @@ class BundleLoader:
         if self.out.problems:
             raise BundleInvalid(self.out.problems)
         bundle.warnings = list(self.out.warnings)
-        for warning in bundle.warnings:
+        for warning in bundle.warnings if self.log_warnings else ():
             log.warning("%s", warning)
         return bundle
 
@@ -243,7 +245,7 @@ class BundleLoader:
             self.out.add(loaded.file, loaded.doc, ["spec", "additional_config", "mock_config"],
                          f"mock config file {mock_file!r} {OUTSIDE_BUNDLE}")
             return
-        if loaded.spec.type == "mock" and mock_file and not (self.root / str(mock_file)).is_file():
+        if self.references and loaded.spec.type == "mock" and mock_file and not (self.root / str(mock_file)).is_file():
             self.out.add(loaded.file, loaded.doc, ["spec", "additional_config", "mock_config"],
                          f"mock config file {mock_file!r} not found")
 
@@ -252,7 +254,7 @@ class BundleLoader:
         providers = bundle.providers
         judge_refs = [(["spec", "judges", i, "provider"], j) for i, j in enumerate(arena.judges)]
         judge_refs += [(["spec", "judge_specs", n, "provider"], j) for n, j in arena.judge_specs.items()]
-        for where, judge in judge_refs:
+        for where, judge in judge_refs if self.references else ():
             if judge.provider not in providers:
                 self.out.add(file, doc, where,
                              f"unknown provider {judge.provider!r}{suggest(judge.provider, providers)}")
@@ -260,21 +262,25 @@ class BundleLoader:
         if arena.self_play:
             for index, role in enumerate(arena.self_play.roles):
                 roles[role.id] = role.provider
-                if role.provider not in providers:
+                if self.references and role.provider not in providers:
                     self.out.add(file, doc, ["spec", "self_play", "roles", index, "provider"],
                                  f"unknown provider {role.provider!r}{suggest(role.provider, providers)}")
+        names = ToolNames(arena, bundle.tools) if self.references else None
         check_assertions(arena.globals.conversation_assertions, file, doc,
-                         ["spec", "globals", "conversation_assertions"], self.out)
-        names = ToolNames(arena, bundle.tools)
+                         ["spec", "globals", "conversation_assertions"], self.out, names)
         for loaded in self._prompt_docs.values():
             check_prompt(loaded, names, self.out)
-        checker = ScenarioChecker(bundle, roles, self.out)
+        checker = ScenarioChecker(bundle, roles, self.out, names, self.references)
         for loaded in self._scenario_docs.values():
             checker.check(loaded)
 
 
-def load_bundle(path: Path | str, strict: bool = False) -> Bundle:
+def load_bundle(path: Path | str, strict: bool = False, schema_only: bool = False,
+                log_warnings: bool = True) -> Bundle:
     """Load and validate a bundle directory (or arena file); raises BundleInvalid listing every problem.
     Warnings (unknown keys and params, spellings upstream would not read) are logged and kept on the bundle;
-    with `strict` they are problems too."""
-    return BundleLoader(Path(path), strict).load()
+    with `strict` they are problems too. `schema_only` checks each file against its model (keys, types,
+    assertion and validator vocabulary) but not what one file names in another (providers, personas, tools,
+    prompts by task_type, mock files): upstream's `validate --schema-only`. `arena validate` prints the warnings
+    itself (`log_warnings=False`)."""
+    return BundleLoader(Path(path), strict, schema_only, log_warnings).load()

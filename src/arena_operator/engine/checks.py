@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import spec as s
-from .assertions.registry import param_problems, suggest, type_problem, validator_problem
+from .assertions.registry import param_problems, suggest, tool_references, type_problem, validator_problem
 from .errors import TemplateError
 from .manifests import Collector, Loaded
 from .templating import render
@@ -43,6 +43,19 @@ class ToolNames:
         self.dynamic = any(m.get("source") for m in servers)
         self.agents = {str(a.get("name")) for a in arena_entries(arena, "a2a_agents") if a.get("name")}
 
+    def known(self) -> str:
+        """`the bundle's tools: a, b` — what a misspelt name could have meant."""
+        shown = sorted(self.tools)
+        more = f", … ({len(shown)} in all)" if len(shown) > 10 else ""
+        return f"the bundle's tools: {', '.join(shown[:10])}{more}" if shown else "the bundle defines no tools"
+
+    def assertion_problem(self, name: str) -> str | None:
+        """As `problem`, but a bare name may be any declared MCP server's tool (assertions see the names the model
+        called, and a server's tools are only listed once it runs)."""
+        if self.mcp and not name.startswith(("mcp__", "a2a__")):
+            return None
+        return self.problem(name)
+
     def problem(self, name: str) -> str | None:
         if name in self.tools or name.startswith(SYSTEM_TOOL_PREFIXES):
             return None
@@ -59,7 +72,8 @@ class ToolNames:
 
 
 def check_assertions(assertions: list[s.AssertionSpec], file: str, doc: Any, prefix: list[str | int],
-                     out: Collector) -> None:
+                     out: Collector, names: ToolNames | None = None) -> None:
+    """Types and params of each assertion; with `names`, also the tools it names (None: `--schema-only`)."""
     for index, assertion in enumerate(assertions):
         where = [*prefix, index]
         warn_unknown_keys(assertion, file, doc, where, out)
@@ -75,6 +89,10 @@ def check_assertions(assertions: list[s.AssertionSpec], file: str, doc: Any, pre
         for key in ("min_score", "max_score"):
             if getattr(assertion, key) is not None:
                 out.warn(file, doc, [*where, key], f"upstream's schema has no {key} here; put it under params")
+        for ref in tool_references(assertion) if names is not None else ():
+            if problem := names.assertion_problem(ref.tool):
+                report = out.add if ref.effect == "never passes" else out.warn
+                report(file, doc, [*where, *ref.path], f"{problem}: {names.known()}; this assertion {ref.effect}")
 
 
 def warn_unknown_keys(model: BaseModel, file: str, doc: Any, where: list[str | int], out: Collector) -> None:
@@ -84,10 +102,11 @@ def warn_unknown_keys(model: BaseModel, file: str, doc: Any, where: list[str | i
             out.warn(file, doc, [*where, key], f"unknown key {key!r}{suggest(str(key), fields)}")
 
 
-def check_prompt(loaded: Loaded, names: ToolNames, out: Collector) -> None:
+def check_prompt(loaded: Loaded, names: ToolNames | None, out: Collector) -> None:
+    """Validator types; with `names` also the allowed_tools (None: `--schema-only`)."""
     prompt: s.PromptConfigSpec = loaded.spec
     for index, tool in enumerate(prompt.allowed_tools):
-        if problem := names.problem(tool):
+        if names is not None and (problem := names.problem(tool)):
             out.add(loaded.file, loaded.doc, ["spec", "allowed_tools", index], problem)
     for index, validator in enumerate(prompt.validators):
         if problem := validator_problem(validator.type):
@@ -95,10 +114,16 @@ def check_prompt(loaded: Loaded, names: ToolNames, out: Collector) -> None:
 
 
 class ScenarioChecker:
-    def __init__(self, bundle: Any, roles: dict[str, str], out: Collector) -> None:
+    """A scenario's keys, roles and assertions; with `references` also what it names elsewhere in the bundle
+    (providers, personas, the prompt of its task_type and its template variables, tools): off for `--schema-only`."""
+
+    def __init__(self, bundle: Any, roles: dict[str, str], out: Collector, names: ToolNames | None = None,
+                 references: bool = True) -> None:
         self.bundle = bundle
         self.roles = roles
         self.out = out
+        self.names = names if references else None
+        self.references = references
 
     def check(self, loaded: Loaded) -> None:
         bundle, out = self.bundle, self.out
@@ -106,16 +131,17 @@ class ScenarioChecker:
         file, doc, spec = loaded.file, loaded.doc, list(loaded.prefix)
         warn_unknown_keys(scenario, file, doc, spec, out)
         warn_unknown_keys(scenario.tool_policy, file, doc, [*spec, "tool_policy"], out)
-        for index, provider in enumerate(scenario.providers or []):
+        for index, provider in enumerate(scenario.providers or [] if self.references else []):
             if provider not in bundle.providers:
                 out.add(file, doc, [*spec, "providers", index],
                         f"unknown provider {provider!r}{suggest(provider, bundle.providers)}")
-        self._check_task(scenario, file, doc, spec)
+        if self.references:
+            self._check_task(scenario, file, doc, spec)
         for index, turn in enumerate(scenario.turns):
             where: list[str | int] = [*spec, "turns", index]
             warn_unknown_keys(turn, file, doc, where, out)
             if turn.role in self.roles:
-                if turn.persona and turn.persona not in bundle.personas:
+                if self.references and turn.persona and turn.persona not in bundle.personas:
                     out.add(file, doc, [*where, "persona"],
                             f"unknown persona {turn.persona!r}{suggest(turn.persona, bundle.personas)}")
             elif turn.role not in SCRIPTED_ROLES:
@@ -123,8 +149,9 @@ class ScenarioChecker:
                 out.add(file, doc, [*where, "role"], f"unsupported role {turn.role!r}{suggest(turn.role, known)}")
             elif turn.content is None and not turn.parts:
                 out.add(file, doc, [*where, "content"], "a user turn needs content or parts")
-            check_assertions(turn.assertions, file, doc, [*where, "assertions"], out)
-        check_assertions(scenario.conversation_assertions, file, doc, [*spec, "conversation_assertions"], out)
+            check_assertions(turn.assertions, file, doc, [*where, "assertions"], out, self.names)
+        check_assertions(scenario.conversation_assertions, file, doc, [*spec, "conversation_assertions"], out,
+                         self.names)
 
     def _check_task(self, scenario: s.ScenarioSpec, file: str, doc: Any, spec: list[str | int]) -> None:
         task = scenario.task_type

@@ -7,15 +7,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BundleProblem:
-    """One problem in a bundle: `scenarios/refund.yaml:12: turns[2].type: unknown …`."""
+    """One problem in a bundle: `scenarios/refund.yaml:12:9: turns[2].type: unknown …` (file:line:column, the
+    form editors and CI problem matchers jump to)."""
 
     file: str
     line: int
     field: str
     message: str
+    column: int = 0
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where += f":{self.column}" if self.line and self.column else ""
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 

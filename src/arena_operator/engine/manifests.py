@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .envexpand import current_env, expand_tree
 from .errors import BundleProblem
-from .yamlsrc import YamlSyntaxError, format_path, line_of, load_yaml_file
+from .yamlsrc import YamlSyntaxError, format_path, load_yaml_file, position_of
 
 log = logging.getLogger("arena_operator.engine.bundle")
 
@@ -56,10 +56,10 @@ class Collector:
 
     def _problem(self, file: str, doc: Any, path: Iterable[str | int], message: str) -> BundleProblem:
         path = list(path)
-        line = line_of(doc, path) if doc is not None else 0
+        line, column = position_of(doc, path) if doc is not None else (0, 0)
         # Fields are named as users think of them: `turns[2].type`, not `spec.turns[2].type`.
         shown = path[1:] if len(path) > 1 and path[0] == "spec" else path
-        return BundleProblem(file, line, format_path(shown), message)
+        return BundleProblem(file, line, format_path(shown), message, column)
 
 
 OUTSIDE_BUNDLE = "is outside the bundle (absolute, '..' or a symlink leading out); a bundle may only use its own files"
@@ -104,7 +104,7 @@ def read_manifest(path: Path, kind: str, out: Collector) -> tuple[Any, Any] | No
     try:
         doc = load_yaml_file(path)
     except YamlSyntaxError as exc:
-        out.problems.append(BundleProblem(file, exc.line, "", str(exc)))
+        out.problems.append(BundleProblem(file, exc.line, "", str(exc), exc.column))
         return None
     except (OSError, UnicodeDecodeError) as exc:
         out.problems.append(BundleProblem(file, 0, "", f"cannot read file: {exc}"))

@@ -25,17 +25,21 @@ MAX_YAML_DEPTH = int(os.environ.get("ARENA_MAX_YAML_DEPTH", 100))
 
 
 class LineDict(dict):
-    """A mapping that knows the line of each of its keys (1-based)."""
+    """A mapping that knows the line and column of each of its keys (1-based)."""
 
     line: int = 0
+    column: int = 0
     key_lines: dict[Any, int]
+    key_columns: dict[Any, int]
 
 
 class LineList(list):
-    """A sequence that knows the line of each of its items (1-based)."""
+    """A sequence that knows the line and column of each of its items (1-based)."""
 
     line: int = 0
+    column: int = 0
     item_lines: list[int]
+    item_columns: list[int]
 
 
 class YamlSyntaxError(ValueError):
@@ -86,8 +90,8 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
+    result.line, result.column = node.start_mark.line + 1, node.start_mark.column + 1
+    result.key_lines, result.key_columns = {}, {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) and key is not None:
@@ -96,13 +100,15 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineD
             )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
+        result.key_columns[key] = key_node.start_mark.column + 1
     return result
 
 
 def _construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> LineList:
     result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
+    result.line, result.column = node.start_mark.line + 1, node.start_mark.column + 1
     result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    result.item_columns = [child.start_mark.column + 1 for child in node.value]
     return result
 
 
@@ -130,6 +136,14 @@ def load_yaml_text(text: str) -> Any:
         raise _syntax_error(exc, text) from None
 
 
+def load_yaml_documents(text: str) -> list[Any]:
+    """Every document of a multi-document stream (`---`), each with line numbers like load_yaml_text."""
+    try:
+        return list(yaml.load_all(text, Loader=_LineLoader))
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, text) from None
+
+
 def load_yaml_file(path: Path) -> Any:
     """One bounded YAML document from a file (see the module docstring); YamlSyntaxError names line and column."""
     size = path.stat().st_size
@@ -138,21 +152,26 @@ def load_yaml_file(path: Path) -> Any:
     return load_yaml_text(path.read_text(encoding="utf-8"))
 
 
-
-def line_of(root: Any, path: Sequence[str | int]) -> int:
-    """The line of the deepest element of `path` that exists in `root` (0 when unknown)."""
-    line = getattr(root, "line", 0)
+def position_of(root: Any, path: Sequence[str | int]) -> tuple[int, int]:
+    """(line, column) of the deepest element of `path` that exists in `root` ((0, 0) when unknown): a key's
+    position for a mapping entry, the item's for a list entry."""
+    where = (getattr(root, "line", 0), getattr(root, "column", 0))
     node = root
     for step in path:
         if isinstance(node, LineDict) and step in node:
-            line = node.key_lines.get(step, line)
+            where = (node.key_lines.get(step, where[0]), node.key_columns.get(step, where[1]))
             node = node[step]
         elif isinstance(node, LineList) and isinstance(step, int) and 0 <= step < len(node):
-            line = node.item_lines[step]
+            where = (node.item_lines[step], node.item_columns[step])
             node = node[step]
         else:
             break
-    return line
+    return where
+
+
+def line_of(root: Any, path: Sequence[str | int]) -> int:
+    """The line of the deepest element of `path` that exists in `root` (0 when unknown)."""
+    return position_of(root, path)[0]
 
 
 def format_path(path: Sequence[str | int]) -> str:

@@ -233,3 +233,24 @@ ALIASES: dict[str, str] = {
 }
 EXTENSION_ALIASES: dict[str, str] = {"not_contains": "content_excludes", "latency": "max_latency",
                                      "cost": "max_cost"}
+
+# The params that name tools, per eval type. A name the bundle cannot resolve makes the assertion meaningless: it
+# can never pass (an error at load time) or, for the kinds in PASS_WITHOUT_TOOL, always passes (a warning, so that
+# upstream's own examples still load; an error with --strict). Shapes: "name" one tool; "names" a list; "steps" a
+# list of {tool}; "patterns" a list of {sequence: [names]}.
+_NAMES = (("tool_names", "names"), ("tools", "names"))
+TOOL_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "tools_called": _NAMES, "tools_not_called": _NAMES, "tools_called_session": _NAMES,
+    "tools_not_called_session": _NAMES, "tool_args": (("tool_name", "name"), ("tool", "name")),
+    "tool_args_session": (("tool_name", "name"),), "tool_args_excluded_session": (("tool_name", "name"),),
+    "no_tool_errors": (("tools", "names"),), "tool_call_count": (("tool", "name"),),
+    "tool_result_includes": (("tool", "name"),), "tool_result_matches": (("tool", "name"),),
+    "tool_call_sequence": (("sequence", "names"),), "tool_call_chain": (("steps", "steps"),),
+    "tool_calls_with_args": (("tool_name", "name"),), "tool_anti_pattern": (("patterns", "patterns"),),
+    "tool_no_repeat": (("tools", "names"),), "invariant_fields_preserved": (("tool", "name"),),
+    "tool_exec": (("tool", "name"),), "tool_result_has_media": (("tool", "name"),),
+    "tool_result_media_type": (("tool", "name"),), "llm_judge_tool_calls": (("tools", "names"),),
+    "outcome_equivalent": (("expected_tools", "names"),), "directional": (("baseline_tools", "names"),),
+}
+PASS_WITHOUT_TOOL = frozenset({"tools_not_called", "tools_not_called_session", "tool_args_excluded_session",
+                               "tool_anti_pattern", "tool_no_repeat", "no_tool_errors", "llm_judge_tool_calls"})

@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import AssertionSpec, Validator
 from .base import AssertionResult, EvalContext, Score, number, tool_call_records
-from .catalog import ALIASES, EVAL_TYPES, EXTENSION_ALIASES, EXTENSIONS, EvalType
+from .catalog import ALIASES, EVAL_TYPES, EXTENSION_ALIASES, EXTENSIONS, PASS_WITHOUT_TOOL, TOOL_PARAMS, EvalType
 from .content import content_excludes_partial, max_length_partial
 from .guardrails import Guardrail, compile_guardrail
 
@@ -182,6 +183,44 @@ def param_problems(a: AssertionSpec) -> tuple[list[str], list[str]]:
 _LEGACY: dict[str, dict[str, str]] = {"tool_args": {"tool": "tool_name", "args": "expected_args"}}
 _LIST_PARAMS = frozenset({"patterns", "tools", "tool_names", "fields", "sequence", "agents", "formats",
                           "skill_names", "contexts", "presets", "expected_tools", "baseline_tools"})
+
+
+@dataclass(frozen=True)
+class ToolReference:
+    path: list[str | int]  # under the assertion
+    tool: str
+    effect: str  # what an unknown tool does to the assertion: "never passes", "always passes", "always skipped"
+
+
+def tool_references(a: AssertionSpec) -> Iterator[ToolReference]:
+    """Every tool an assertion names: its params (inside a wrapper's eval_params) by TOOL_PARAMS, and
+    `when.tool_called`. Values of the wrong shape are the param checks' business."""
+    if a.when is not None and isinstance(a.when.tool_called, str) and a.when.tool_called:
+        yield ToolReference(["when", "tool_called"], a.when.tool_called, "always skipped")
+    target = unwrap(a)
+    if target.type not in EVAL_NAMES:
+        return
+    name = resolve(target.type).name
+    effect = "always passes" if name in PASS_WITHOUT_TOOL else "never passes"
+    for where, tool in _named_tools(name, target.params):
+        yield ToolReference([*(["params", "eval_params"] if a.type in WRAPPERS else ["params"]), *where], tool, effect)
+
+
+def _named_tools(kind: str, params: dict[str, Any]) -> Iterator[tuple[list[str | int], str]]:
+    for param, shape in TOOL_PARAMS.get(kind, ()):
+        value = params.get(param)
+        if shape == "name" and isinstance(value, str) and value:
+            yield [param], value
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                where: list[str | int] = [param, index]
+                if shape == "names" and isinstance(item, str):
+                    yield where, item
+                elif shape == "steps" and isinstance(item, dict) and isinstance(item.get("tool"), str):
+                    yield [*where, "tool"], item["tool"]
+                elif shape == "patterns" and isinstance(item, dict) and isinstance(item.get("sequence"), list):
+                    yield from (([*where, "sequence", i], name) for i, name in enumerate(item["sequence"])
+                                if isinstance(name, str))
 
 
 def validator_problem(kind: str) -> str | None:
