@@ -21,16 +21,19 @@ Why each step is safe when any process dies at any moment:
   number of new ids to `total`. A planner that crashes and re-plans from the start adds nothing twice; a batch is
   all or nothing. After `seal()`, ids that were never planned are refused, so a sealed `total` stays final.
 - claim: XAUTOCLAIM first takes over entries idle longer than the visibility timeout (their worker died or
-  stalled), then XREADGROUP takes new ones, in one script. Each delivery increments the unit's attempt counter;
-  a unit already in `:done` is acked and skipped, and a unit delivered more than `max_attempts` times without an
-  outcome (a unit that kills its worker) is recorded failed instead of circling forever. Only when nothing is
-  ready does the caller block in a plain XREADGROUP (scripts cannot block); those entries then go through the
-  same delivery script. A worker dying between that read and the script leaves the entries pending: they are
-  reclaimed after the timeout, so `attempt` may undercount but a unit is never lost.
+  stalled), then XREADGROUP takes new ones, in one script; at most 10 idle ones per claim, so that the scan of the
+  pending entries (≤ 10× COUNT, resumed from the previous claim's cursor) stays short. Each delivery increments
+  the unit's attempt counter; a unit already in `:done` is acked and skipped, and a unit delivered more than
+  `max_attempts` times without an outcome (a unit that kills its worker) is recorded failed instead of circling
+  forever. Only when nothing is ready does the caller block in a plain XREADGROUP (scripts cannot block); those
+  entries then go through the same delivery script. A worker dying between that read and the script leaves the
+  entries pending: they are reclaimed after the timeout, so `attempt` may undercount but a unit is never lost.
 - extend: a worker on a long unit resets the entry's idle time (XCLAIM JUSTID) — only if it still holds the entry,
   so a worker whose unit was already reclaimed learns that (False) instead of stealing it back.
-- complete / fail: one script records the outcome with HSETNX on `:done` and bumps the counters only if that HSETNX
-  created the entry, then acks and deletes the entry. The first outcome written wins; a slow worker finishing after
+- complete / fail: one script records the outcome only if `:done` has no entry for the unit (per batch: one
+  HMGET, then one HSET of the new entries — HSETNX per unit, as the script is atomic) and bumps the counters
+  only for the entries it created, then acks and deletes the entries. `complete_and_claim` does that and the
+  next claim in one script. The first outcome written wins; a slow worker finishing after
   its unit was reclaimed (or a duplicate delivery) only acks. A crash before the script leaves the entry pending
   (redelivered, at-least-once); a crash after it changes nothing. So execution may repeat, accounting never does.
 - fail, retryable, attempts left: the entry is acked and replaced by a fresh copy in the same script, so the retry
@@ -53,22 +56,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from . import scripts
+from .codec import (  # noqa: F401 (Claimed, Counters and OUTCOMES are part of this module's API)
+    OUTCOMES,
+    Claimed,
+    Counters,
+    _check_no_secrets,
+    _claimed,
+    _dumps,
+    _outcome_args,
+    _stream_entries,
+    _text,
+)
 
 GROUP = "workers"
-OUTCOMES = {"passed": "passed", "assertion_failed": "assertion_failed", "error": "errors"}
-SECRET_KEYS = {"apikey", "password", "passwd", "secret", "token", "accesstoken", "bearertoken", "secretaccesskey",
-               "sessiontoken", "privatekey", "clientsecret", "authorization"}
 MAX_ERROR_CHARS = 4000
-SUMMARY_STRING_CHARS = 300
 HEARTBEAT_RETENTION_S = 3600
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 120.0  # a claimed unit whose worker went silent this long is reclaimed
+RECLAIM_PER_CLAIM = 10  # idle entries one claim takes over at most; XAUTOCLAIM then scans ≤ 10× that many
 DEFAULT_AGGREGATION_LEASE_SECONDS = 30.0  # the aggregating worker renews this lease; others take over when it lapses
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -83,82 +93,6 @@ def job_key(namespace: str, job: str, uid: str) -> str:
         if not value or any(c in value for c in "{}/"):
             raise ValueError(f"{name} must be non-empty without '{{', '}}' or '/': {value!r}")
     return f"arena:{{{namespace}/{job}/{uid}}}"
-
-
-@dataclass
-class Claimed:
-    """One delivery of a unit to a consumer; `attempt` counts deliveries of this unit id (1 = first)."""
-
-    unit: dict
-    unit_id: str
-    message_id: str
-    attempt: int
-
-
-@dataclass
-class Counters:
-    total: int
-    completed: int
-    failed: int
-    pending: int
-    in_flight: int
-    retried: int
-    passed: int
-    assertion_failed: int
-    errors: int
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _compact(result: dict) -> dict:
-    """The part of a result kept in `:done`: top-level scalars and flat maps of numbers (e.g. cost, tokens)."""
-    def scalar(value: Any) -> bool:
-        return value is None or isinstance(value, bool | int | float)
-
-    summary: dict[str, Any] = {}
-    for key, value in result.items():
-        if isinstance(value, str):
-            summary[key] = value[:SUMMARY_STRING_CHARS]
-        elif scalar(value) or (isinstance(value, dict) and all(scalar(v) for v in value.values())):
-            summary[key] = value
-    return summary
-
-
-def _stream_entries(response: Any) -> list[tuple[Any, dict]]:
-    """The entries of an XREADGROUP reply on one stream, as redis-py parses it in RESP2 or RESP3."""
-    if not response:
-        return []
-    if isinstance(response, dict):  # RESP3: {stream: [[(id, fields), ...]]}
-        return list(next(iter(response.values()))[0])
-    return list(response[0][1])  # RESP2: [[stream, [(id, fields), ...]]]
-
-
-def _check_no_secrets(value: Any, path: str = "config") -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            normalized = str(key).lower().replace("_", "").replace("-", "")
-            # `${ENV}` references are expanded by the worker from its own environment: not a secret here.
-            if normalized in SECRET_KEYS and isinstance(item, str) and item and "${" not in item:
-                raise ValueError(f"{path}.{key} holds a secret value; store a reference (secret or env name)")
-            _check_no_secrets(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_no_secrets(item, f"{path}[{index}]")
-
-
-async def _aiter(units: Iterable[dict] | AsyncIterable[dict]) -> AsyncIterator[dict]:
-    if isinstance(units, AsyncIterable):
-        async for unit in units:
-            yield unit
-    else:
-        for unit in units:
-            yield unit
 
 
 class WorkQueue:
@@ -186,6 +120,7 @@ class WorkQueue:
                                                                             scripts.DELIVER))
         self._complete, self._fail, self._extend = (register(s) for s in (scripts.COMPLETE, scripts.FAIL,
                                                                            scripts.EXTEND))
+        self._complete_claim = register(scripts.COMPLETE_CLAIM)
         self._claim_aggregation, self._heartbeat, self._active = (
             register(s) for s in (scripts.CLAIM_AGGREGATION, scripts.HEARTBEAT, scripts.ACTIVE))
 
@@ -206,27 +141,37 @@ class WorkQueue:
         were new. May be called in several calls while workers already consume; raises `QueueSealedError` for an
         id that was never planned once the queue is sealed."""
         await self._ensure_group()
-        added, args = 0, []
+        keys = [self.keys[k] for k in ("planned", "stream", "counters", "sealed")]
+        added, ids, payloads = 0, [], []
 
         async def flush() -> int:
-            try:
-                count = await self._enqueue(keys=[self.keys[k] for k in ("planned", "stream", "counters", "sealed")],
-                                            args=args)
+            try:  # two arguments per batch: the ids as one JSON array, the unit JSON texts joined by newlines
+                count = await self._enqueue(keys=keys, args=[_dumps(ids), "\n".join(payloads)])
             except ResponseError as exc:
                 if str(exc).startswith("SEALED"):
                     raise QueueSealedError(str(exc)) from None
                 raise
-            args.clear()
+            ids.clear()
+            payloads.clear()
             return int(count)
 
-        async for unit in _aiter(units):
+        def add(unit: dict) -> bool:
             unit_id = unit.get("id")
             if not isinstance(unit_id, str) or not unit_id:
                 raise ValueError(f"a unit needs a non-empty string 'id': {unit!r:.200}")
-            args += [unit_id, _dumps(unit)]
-            if len(args) >= 2 * batch:
-                added += await flush()
-        if args:
+            ids.append(unit_id)
+            payloads.append(_dumps(unit))
+            return len(ids) >= batch
+
+        if isinstance(units, AsyncIterable):
+            async for unit in units:
+                if add(unit):
+                    added += await flush()
+        else:
+            for unit in units:
+                if add(unit):
+                    added += await flush()
+        if ids:
             added += await flush()
         return added
 
@@ -242,14 +187,19 @@ class WorkQueue:
         returns at once; the wait is capped at 80 % of the client's socket timeout). Units already recorded are
         acked and skipped."""
         await self._ensure_group()
-        timeout = f"{self.visibility_timeout:g}"
-        reply = await self._claim(keys=self._unit_keys, args=[
-            GROUP, consumer, int(self.visibility_timeout * 1000), self._cursor, count, self.max_attempts, timeout])
+        reply = await self._claim(keys=self._unit_keys, args=[GROUP, *self._claim_args(consumer, count)])
         self._cursor = _text(reply[0])
-        claimed = [Claimed(json.loads(payload), _text(uid), _text(msgid), int(attempt))
-                   for msgid, uid, payload, attempt in reply[1:]]
+        claimed = _claimed(reply)
         if claimed or block_ms <= 0:
             return claimed
+        return await self._wait_for_units(consumer, count, block_ms)
+
+    def _claim_args(self, consumer: str, count: int) -> list[Any]:
+        return [consumer, int(self.visibility_timeout * 1000), self._cursor, count, self.max_attempts,
+                f"{self.visibility_timeout:g}", min(count, RECLAIM_PER_CLAIM)]
+
+    async def _wait_for_units(self, consumer: str, count: int, block_ms: int) -> list[Claimed]:
+        timeout = f"{self.visibility_timeout:g}"
         # Nothing ready: wait for new entries outside Lua (scripts cannot block), then deliver them the same way.
         response = await self.redis.xreadgroup(GROUP, consumer, {self.keys["stream"]: ">"}, count=count,
                                                block=min(block_ms, self._max_block_ms))
@@ -278,15 +228,22 @@ class WorkQueue:
 
     async def complete_many(self, items: Iterable[tuple[Claimed, dict, str]]) -> list[bool]:
         """`complete` for several units in one round trip and one script run (each unit still first-writer-wins)."""
-        args: list[Any] = [GROUP]
-        for claimed, result, outcome in items:
-            if outcome not in OUTCOMES:
-                raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}: {outcome!r}")
-            summary = _dumps({"outcome": outcome, "attempt": claimed.attempt, "result": _compact(result)})
-            args += [claimed.message_id, claimed.unit_id, summary, OUTCOMES[outcome]]
-        if len(args) == 1:
+        args = _outcome_args(items)
+        if args is None:
             return []
-        return [bool(recorded) for recorded in await self._complete(keys=self._unit_keys, args=args)]
+        return [flag == "1" for flag in _text(await self._complete(keys=self._unit_keys, args=[GROUP, *args]))]
+
+    async def complete_and_claim(self, items: Iterable[tuple[Claimed, dict, str]], consumer: str,
+                                 count: int = 1) -> tuple[list[bool], list[Claimed]]:
+        """`complete_many(items)` then `claim(consumer, count, block_ms=0)` in one round trip and one script run —
+        what a worker running a batch at a time calls between batches. The outcomes are recorded before the claim
+        (exactly as the two calls in turn). Returns (recorded per item, the units claimed)."""
+        await self._ensure_group()
+        args = _outcome_args(items) or ["", "[]", "", ""]
+        reply = await self._complete_claim(keys=self._unit_keys,
+                                           args=[GROUP, *args, *self._claim_args(consumer, count)])
+        self._cursor = _text(reply[1])
+        return [flag == "1" for flag in _text(reply[0])], _claimed(reply[1:])
 
     async def fail(self, claimed: Claimed, error: str, retryable: bool = True) -> bool:
         """An attempt that produced no result. Records the unit failed with `error` (True) when not retryable or
