@@ -33,7 +33,8 @@ spec:
 """,
     "provider.yaml": f"kind: Provider\nmetadata: {{name: bot}}\nspec: {{type: mock, additional_config: "
                      f"{{latency_ms: {int(UNIT_SECONDS * 1000)}}}}}\n",
-    "scenario.yaml": "kind: Scenario\nmetadata: {name: hello}\nspec: {description: says hi, turns: [{role: user, content: hi}]}\n",
+    "scenario.yaml": "kind: Scenario\nmetadata: {name: hello}\n"
+                     "spec: {description: says hi, turns: [{role: user, content: hi}]}\n",
 }
 
 
@@ -72,9 +73,12 @@ class Redis:
         out = subprocess.run(["redis-cli", "-p", str(self.port), "--scan"], capture_output=True, text=True)
         return out.stdout.split()
 
+    def command(self, *args: str) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
     def ttl(self, key: str) -> int:
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "ttl", key], capture_output=True, text=True)
-        return int(out.stdout.strip())
+        return int(self.command("ttl", key))
 
     def close(self) -> None:
         if self.proc is not None:
@@ -82,24 +86,39 @@ class Redis:
 
 
 @contextmanager
-def lifetime_cluster(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *,
-                     trials: int, **kubelet_options: Any) -> Iterator[Kubelet]:
-    """Operator + kubelet; ArenaSource `cm` on the bundle and ArenaConfig `lifetime` with `trials` units, one
-    model call at a time per worker. The visibility timeout is the default (120 s): nothing here waits for it."""
+def workers_and_bundle(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *, trials: int,
+                       unit_seconds: float = UNIT_SECONDS, **kubelet_options: Any) -> Iterator[Kubelet]:
+    """The kubelet, and ArenaSource `cm` on the bundle with ArenaConfig `lifetime` (`trials` units, one model call
+    at a time per worker): everything but the operator, which a test may then start and stop as it likes. The
+    visibility timeout is the default (120 s): nothing here waits for it."""
     monkeypatch.setenv("ARENA_REDIS_URL", redis.url)
     monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
-    with arena_operator(api, tmp_path / "artifacts", monkeypatch), \
-            Kubelet(api, tmp_path / "kubelet", namespaces=[NAMESPACE], **kubelet_options) as kubelet:
+    api.create_namespace(NAMESPACE)
+    with Kubelet(api, tmp_path / "kubelet", namespaces=[NAMESPACE], **kubelet_options) as kubelet:
+        provider = BUNDLE["provider.yaml"].replace(str(int(UNIT_SECONDS * 1000)), str(int(unit_seconds * 1000)))
         api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": NAMESPACE},
-                    "data": BUNDLE})
+                    "data": {**BUNDLE, "provider.yaml": provider}})
         api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
                     "metadata": {"name": "cm", "namespace": NAMESPACE},
                     "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
         api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
                     "metadata": {"name": "lifetime", "namespace": NAMESPACE},
                     "spec": {"sourceRef": {"name": "cm"}, "trials": trials, "concurrency": 1}})
-        api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "lifetime",
-                     lambda o: dig(o, "status.phase") == "Ready", timeout=30)
+        yield kubelet
+
+
+def wait_config_ready(api: K8sApi) -> None:
+    api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "lifetime",
+                 lambda o: dig(o, "status.phase") == "Ready", timeout=30)
+
+
+@contextmanager
+def lifetime_cluster(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *,
+                     trials: int, **kubelet_options: Any) -> Iterator[Kubelet]:
+    """`workers_and_bundle` with the operator running and the config Ready."""
+    with workers_and_bundle(api, tmp_path, monkeypatch, redis, trials=trials, **kubelet_options) as kubelet, \
+            arena_operator(api, tmp_path / "artifacts", monkeypatch):
+        wait_config_ready(api)
         yield kubelet
 
 
