@@ -199,7 +199,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         if "loadtest" in (args.type, options.job_type):
             return run_load_test_command(console, options, args, Path(path) if is_job_file(Path(path)) else None)
         with progress:
-            outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start))
+            outcome = asyncio.run(run_local(options, on_result=progress.advance, on_plan=progress.start,
+                                            on_note=lambda line: console.print(line, markup=False, soft_wrap=True,
+                                                                               highlight=False)))
     except BundleInvalid as exc:
         return _report_problems(exc)
     except (ValueError, OSError, ProviderError, SourceError, ResolutionError, SinkError) as exc:

@@ -2,8 +2,8 @@
 
 Each result is written as it finishes to `<out>/units/<run-id>.json` (a DirSink, the layout a distributed job's
 workers write), and the run ends with the same streaming aggregation a distributed job ends with, so memory stays
-bounded by the aggregation's sort batch and the run's concurrency, whatever the number of runs. `--resume` skips
-the runs whose unit file is already there."""
+bounded by the aggregation's sort batch and the run's concurrency, whatever the number of runs. `--resume` reuses
+the finished runs whose inputs are unchanged (local/resume.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
 from ..results.failures import FailureDigest
 from ..results.formats import DEFAULT_FORMATS, wanted_formats
+from .inputs import InputHasher, MockFlags
+from .resume import InputLog
 
 
 @dataclass
@@ -163,8 +165,10 @@ async def _drain(
 
 
 async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = None,
-                    on_plan: Callable[[int], None] | None = None) -> LocalRunOutcome:
-    """Run the bundle, each result into `<out>/units/` as it finishes, then aggregate the units into the reports."""
+                    on_plan: Callable[[int], None] | None = None,
+                    on_note: Callable[[str], None] | None = None) -> LocalRunOutcome:
+    """Run the bundle, each result into `<out>/units/` as it finishes, then aggregate the units into the reports.
+    `on_note` gets what a resume decided (runs reused, rerun and why), before anything runs."""
     bundle = load_bundle(options.bundle, strict=options.strict)
     override_sampling(bundle, options.temperature, options.seed)
     if options.prepare is not None:
@@ -186,6 +190,11 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     planned = sum(1 for _ in iter_plan(bundle, options.filters))
     if planned == 0:
         raise NothingSelected(nothing_selected(bundle, options.filters))
+    inputs = InputLog(sink.units, InputHasher(bundle, MockFlags(options.mock_provider, options.mock_config)))
+    resumed = await asyncio.to_thread(inputs.prepare, iter_plan(bundle, options.filters), options.resume)
+    if options.resume and on_note is not None:
+        for line in resumed.lines():
+            on_note(line)
     pending = sum(1 for _ in todo()) if options.resume else planned
     if on_plan:
         on_plan(pending)
@@ -197,6 +206,7 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
 
     async def record(combo: RunCombination, run: dict[str, Any]) -> None:
         await writer.put(combo.run_id, run)
+        inputs.record(combo, run)
         if on_result:
             on_result(run)
 
@@ -208,6 +218,7 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     finally:
         await executor.aclose()
     await writer.flush()
+    inputs.close()
     verdict = None
     if options.baseline:
         verdict = await judge_against({"url": options.baseline, "revision": None, "job": None}, sink, revision=None,
