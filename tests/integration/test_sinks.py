@@ -243,7 +243,8 @@ async def test_s3_client_side_errors_are_mapped(s3_server: S3Server, aws_env: No
 
     nothing_listens = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SinkError) as unreachable:
-        await S3Sink("arena-results", None, NAMESPACE, JOB, endpoint=nothing_listens, max_attempts=1).check()
+        await S3Sink("arena-results", None, NAMESPACE, JOB, endpoint=nothing_listens, max_attempts=1,
+                     outage_seconds=0).check()
     assert unreachable.value.reason == "EndpointUnreachable"
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")

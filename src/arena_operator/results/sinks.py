@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,11 +29,14 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .dirsink import DirSink
 from .sinkbase import (
@@ -68,6 +73,9 @@ _DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", 
                  "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidClientTokenId", "403"}
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 _T = TypeVar("_T")
+DEFAULT_OUTAGE_SECONDS = 120.0  # how long one S3 call waits out an unreachable or failing S3 before it fails
+OUTAGE_ENV = "ARENA_SINK_OUTAGE_SECONDS"  # a worker pod's override (podOverrides extraEnv)
+OUTAGE_BACKOFF_CAP_SECONDS = 8.0
 
 
 # --- S3 -------------------------------------------------------------------------------------------------------------
@@ -83,8 +91,10 @@ class S3Sink:
 
     def __init__(self, bucket: str, prefix: str | None, namespace: str, job: str, region: str | None = None,
                  endpoint: str | None = None, *, page_size: int = 1000, concurrency: int = 16,
-                 max_attempts: int = 5) -> None:
+                 max_attempts: int = 5, outage_seconds: float | None = None) -> None:
         self.bucket = bucket
+        self.outage_seconds = float(os.environ.get(OUTAGE_ENV, DEFAULT_OUTAGE_SECONDS)) if outage_seconds is None \
+            else outage_seconds
         self.base = f"{safe_prefix(prefix)}{segment(namespace, 'namespace')}/{segment(job, 'job')}/"
         self.url = f"s3://{bucket}/{self.base}"
         self.page_size = page_size
@@ -169,15 +179,26 @@ class S3Sink:
                          Config=TransferConfig(max_concurrency=4, use_threads=True))
 
     async def _call(self, op: str, key: str, fn: Callable[..., _T], /, **kwargs: Any) -> _T:
-        try:
-            return await asyncio.to_thread(fn, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, op, key) from None
-        except Exception as exc:
-            # boto3's managed transfer wraps the ClientError (S3UploadFailedError); map the original.
-            if isinstance(exc.__context__, BotoCoreError | ClientError):
-                raise self._error(exc.__context__, op, key) from None
-            raise
+        """One S3 call; an outage (unreachable endpoint, dropped connection, 5xx) is ridden out for up to
+        `outage_seconds` with jittered backoff beyond botocore's own few retries, so that a result already computed
+        is not lost to an S3 blip. Anything else fails at once."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return await asyncio.to_thread(fn, **kwargs)
+            except Exception as exc:
+                # boto3's managed transfer wraps the ClientError (S3UploadFailedError); map the original.
+                cause = exc if isinstance(exc, BotoCoreError | ClientError) else exc.__context__
+                if not isinstance(cause, BotoCoreError | ClientError):
+                    raise
+                waited = time.monotonic() - started
+                if not _transient(cause) or waited >= self.outage_seconds:
+                    error = self._error(cause, op, key)
+                    if waited >= self.outage_seconds > 0:
+                        error = SinkError(error.reason, f"{error.message} (still failing after {waited:.0f}s)")
+                    raise error from None
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, min(OUTAGE_BACKOFF_CAP_SECONDS, 0.5 * 2 ** attempt)))
 
     def _error(self, exc: BaseException, op: str, key: str) -> SinkError:
         where = f"s3://{self.bucket}/{key}"
@@ -205,6 +226,13 @@ class S3Sink:
         else:
             reason, message = fallback, f"{op} {where}: {type(exc).__name__}: {exc}"
         return SinkError(reason, _scrub(message))
+
+
+def _transient(exc: BaseException) -> bool:
+    """S3 is unreachable or failing on its side (worth waiting for), not refusing this request."""
+    if isinstance(exc, ClientError):
+        return int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0) >= 500
+    return isinstance(exc, BotoConnectionError | ConnectionClosedError | ReadTimeoutError)
 
 
 def _scrub(message: str) -> str:
