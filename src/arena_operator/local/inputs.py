@@ -52,6 +52,7 @@ class InputHasher:
         self.bundle = bundle
         self._parts: dict[str, str] = {}
         self._runs: dict[tuple[str, str], dict[str, str]] = {}
+        self._hashes: dict[tuple[str, str], str] = {}
         self._put(VERSION_PART, __version__)
         arena = bundle.arena.model_dump(mode="json", exclude=set(_OWN_PARTS))
         self._put(f"arena file {self._rel(bundle.arena_file)}", {"arena": arena, "evals": bundle.evals})
@@ -85,7 +86,10 @@ class InputHasher:
         return self._runs[key]
 
     def run_hash(self, combo: RunCombination) -> str:
-        return digest(self.parts(combo))
+        key = (combo.scenario_id, combo.provider_id)
+        if key not in self._hashes:
+            self._hashes[key] = digest(self.parts(combo))
+        return self._hashes[key]
 
     def _scenario_parts(self, combo: RunCombination) -> list[str]:
         bundle = self.bundle

@@ -68,6 +68,9 @@ class InputLog:
         units.mkdir(parents=True, exist_ok=True)
         self.units, self.hasher = units, hasher
         self.db = sqlite3.connect(units / LOG, check_same_thread=False)  # the plan pass runs in a thread
+        # A lost record only costs a rerun: no fsync per commit (WAL keeps the file consistent through a crash).
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self.session = (self.db.execute("SELECT MAX(session) FROM parts").fetchone()[0] or 0) + 1
         self._pending: list[tuple[str, str, int, int]] = []
