@@ -8,7 +8,10 @@ resource.getrusage of the child): plan, generate shard by shard (each shard's it
 the merged data.<format> streamed from the shard files, summary.json. The reference, measured in the same run, is
 the same command for 4 items: the interpreter, imports and start-up alone. Run:
 
-    .venv/bin/python bench/datagen_rss.py [--count 1000 10000 100000] [-j 64] [--format jsonl]
+    .venv/bin/python bench/datagen_rss.py [--count 1000 10000 100000] [-j 64] [--format jsonl] [--quick]
+
+`--quick`: 500 and 2,000 items. The last line, `ratio:`, is the peak RSS of the largest count over the
+reference's (the start-up floor).
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def main() -> None:
     parser.add_argument("-j", type=int, default=64)
     parser.add_argument("--format", default="jsonl", choices=("jsonl", "json", "csv"))
     parser.add_argument("--workdir", type=Path, default=None, help="where the outputs go (default: TMP)")
+    parser.add_argument("--quick", action="store_true", help="500 and 2,000 items")
     args = parser.parse_args()
+    if args.quick:
+        args.count = [500, 2_000]
     print(f"cpus available: {len(os.sched_getaffinity(0))}; python {sys.version.split()[0]}; format {args.format}")
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="arena-datagen-rss-") as tmp:
         print(f"{'items':>9} {'peak RSS':>10} {'wall':>9} {'items/s':>8} {'tries':>8} {'data file':>10}")
@@ -65,6 +71,7 @@ def main() -> None:
             row = measure(count, args.j, args.format, Path(tmp) / f"out-{count}")
             print(f"{count:>9} {row['rss_mb']:>7.1f} MB {row['wall']:>8.1f}s {count / row['wall']:>8.0f} "
                   f"{row['generations']:>8.0f} {row['data_mb']:>7.1f} MB", flush=True)
+    print(f"ratio: {row['rss_mb'] / floor['rss_mb']:.2f} (peak RSS at {count:,} items / at 4 items)")
 
 
 if __name__ == "__main__":

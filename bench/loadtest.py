@@ -5,7 +5,10 @@ per 1,000 requests (each client a process of its own, start-up included). Then t
 slowed to 500 ms with 50 runs in flight at most: the arrivals stay those of the target, and the dropped ones are
 counted exactly (the server's count of requests = the runs started).
 
-    .venv/bin/python bench/loadtest.py [--rates 50 200 400] [--seconds 20] [--locust PATH]
+    .venv/bin/python bench/loadtest.py [--rates 50 200 400] [--seconds 20] [--locust PATH] [--quick]
+
+`--quick`: 200 req/s for 5 s, the slowed server for 3 s. The last line, `ratio:`, is arena's CPU per 1k requests
+over locust's (net of start-up) at the highest rate.
 
 locust is not a dependency of the project. Install it beside it, once:
 
@@ -142,26 +145,31 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 400])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--locust", help="the locust executable (default: .bench-venv/bin/locust, then PATH)")
+    parser.add_argument("--quick", action="store_true", help="200 req/s for 5 s; the slowed server for 3 s")
     args = parser.parse_args()
+    if args.quick:
+        args.rates, args.seconds = [200.0], 5.0
     locust = find_locust(args.locust)
     os.environ.setdefault("BENCH_KEY", "sk-local")
     work = Path(tempfile.mkdtemp(prefix="arena-bench-loadtest-"))
     print("| target req/s | client | achieved req/s | p50 (error vs 50 ms) | scheduling lag p99 | CPU-s / 1k req "
           "(net of start-up) |")
     print("|---|---|---|---|---|---|")
+    cpu_ratio = None
     with latency_server([TRUE_MS]) as (url, _):
         for rate in args.rates:
             mine = ours(url, rate, args.seconds, work)
             rows = [("arena", mine)]
             if locust:
                 rows.append(("locust", locust_run(locust, url, rate, args.seconds, work)))
+                cpu_ratio = mine["net_per_1k"] / rows[-1][1]["net_per_1k"]
             for name, r in rows:
                 print(f"| {rate:g} | {name} | {r['achieved']:.2f} ({(r['achieved'] / rate - 1) * 100:+.1f} %) | "
                       f"{r['p50']:.1f} ms ({r['p50'] - TRUE_MS:+.1f}) | {_cell(r['lag_p99'], '.2f')} ms | "
                       f"{r['cpu_per_1k']:.2f} ({r['net_per_1k']:.2f}) |", flush=True)
     if not locust:
         print("\nlocust not found: its rows are skipped (see the docstring to install it)")
-    slow_rate, slow_seconds, cap = 200.0, 10.0, 50
+    slow_rate, slow_seconds, cap = 200.0, 3.0 if args.quick else 10.0, 50
     with latency_server([500.0]) as (url, proc):
         mine = ours(url, slow_rate, slow_seconds, work, vus=cap, net=False)  # no start-up run: count served
     served = int((proc.stdout.read() if proc.stdout else "served -1").split()[-1])
@@ -169,6 +177,8 @@ def main() -> None:
           f"{mine['arrivals']} arrivals (target {slow_rate * slow_seconds:g}), {mine['started']} started, "
           f"{mine['dropped']} dropped; the server answered {served} requests "
           f"({'= started' if served == mine['started'] else 'MISMATCH'})")
+    print(f"ratio: {cpu_ratio:.2f} (arena / locust CPU-s per 1k requests, net of start-up, at {args.rates[-1]:g}/s)"
+          if cpu_ratio is not None else "ratio: n/a (locust not installed)")
 
 
 if __name__ == "__main__":

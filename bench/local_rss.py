@@ -6,7 +6,10 @@ Each size is one `arena run` child process under `/usr/bin/time -v` (its "Maximu
 per run in <out>/units/, then the streaming aggregation into every report format. The reference, measured in the
 same run: the same command for 4 runs (one trial each), i.e. the interpreter, imports and start-up alone. Run:
 
-    .venv/bin/python bench/local_rss.py [--runs 10000 100000 1000000] [-j 64]
+    .venv/bin/python bench/local_rss.py [--runs 10000 100000 1000000] [-j 64] [--quick]
+
+`--quick`: 2,000 and 8,000 runs. The last line, `ratio:`, is the peak RSS of the largest size over the reference's
+(the start-up floor): how much the runs add to memory.
 """
 
 from __future__ import annotations
@@ -108,7 +111,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("-j", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=None, help="where the bundle and outputs go (default: TMP)")
+    parser.add_argument("--quick", action="store_true", help="2,000 and 8,000 runs")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = [2_000, 8_000]
     print(f"cpus available: {len(os.sched_getaffinity(0))}; python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="arena-rss-") as tmp:
         bundle = write_bundle(Path(tmp) / "bundle")
@@ -122,6 +128,7 @@ def main() -> None:
             print(f"{row['runs']:>9,} {row['rss_mb']:>7.1f} MB {row['wall']:>8.1f}s {row['runs'] / row['wall']:>8,.0f} "
                   f"{row['disk_mb']:>6,.0f} MB", flush=True)
             shutil.rmtree(out)
+    print(f"ratio: {row['rss_mb'] / floor['rss_mb']:.2f} (peak RSS at {row['runs']:,} runs / at 4 runs)")
 
 
 if __name__ == "__main__":
