@@ -115,12 +115,15 @@ async def redis_cpu(client: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def commandstats_usec(client: aioredis.Redis) -> float:
+async def commandstats_usec(client: aioredis.Redis) -> tuple[float, float]:
+    """Redis µs of the top-level commands (scripts include what they call), and of the status loop's own
+    HGETALL + XPENDING (summary form, O(consumers)): nothing else sends those."""
     inner = {"xadd", "sadd", "smismember", "hmget", "hset", "hsetnx", "hincrby", "hexists", "xack", "xdel",
              "xautoclaim", "xreadgroup", "exists", "sismember", "hget", "zadd", "zremrangebyscore", "time", "xrange",
              "xpending", "xclaim"}
     stats = await client.info("commandstats")
-    return sum(v["usec"] for k, v in stats.items() if k.removeprefix("cmdstat_") not in inner)
+    status = sum(stats.get(f"cmdstat_{name}", {}).get("usec", 0) for name in ("hgetall", "xpending"))
+    return sum(v["usec"] for k, v in stats.items() if k.removeprefix("cmdstat_") not in inner), status
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Phase:
     claim_p99: float = 0.0
     polls_s: float = 0.0
     poll_p99: float = 0.0
+    poll_us: float = 0.0  # Redis µs of one status poll's HGETALL + XPENDING
     enqueue_s: float = 0.0
 
 
@@ -176,7 +180,7 @@ async def run_phase(url: str, phase: Phase, name: str) -> Phase:
             reports.append(results.get())
     phase.elapsed = time.perf_counter() - started
     cpu1 = await redis_cpu(client)
-    usec = await commandstats_usec(client)
+    usec, status_usec = await commandstats_usec(client)
     stop_flag.set()
     polled = status_results.get(timeout=30)
     for proc in [*procs, status]:
@@ -191,6 +195,7 @@ async def run_phase(url: str, phase: Phase, name: str) -> Phase:
     phase.claim_p50 = statistics.median(r["p50"] for r in reports)
     phase.claim_p99 = max(r["p99"] for r in reports)
     phase.polls_s, phase.poll_p99 = polled["polls_s"], polled["p99"]
+    phase.poll_us = status_usec / max(1, polled["polls"])
     await queue.delete()
     await client.aclose()
     return phase
@@ -199,7 +204,7 @@ async def run_phase(url: str, phase: Phase, name: str) -> Phase:
 def print_phase(label: str, p: Phase) -> None:
     print(f"{label:<12} {p.workers:>7,} {p.units:>9,} {p.unit_s * 1000:>6.0f} {p.units_s:>9,.0f} {p.cpu * 100:>7.1f}% "
           f"{p.cpu_us_per_unit:>9.1f} {p.redis_us_per_unit:>9.1f} {p.claim_p50 * 1000:>8.2f} "
-          f"{p.claim_p99 * 1000:>8.2f} {p.polls_s:>8.1f} {p.poll_p99 * 1000:>8.2f}", flush=True)
+          f"{p.claim_p99 * 1000:>8.2f} {p.polls_s:>8.1f} {p.poll_p99 * 1000:>8.2f} {p.poll_us:>8.0f}", flush=True)
 
 
 def main() -> None:
@@ -222,7 +227,8 @@ def main() -> None:
         main_phase = Phase(workers=args.workers, units=args.units, unit_s=args.unit_ms / 1000,
                            processes=args.processes, status_every=args.status_every)
         print(f"{'phase':<12} {'workers':>7} {'units':>9} {'ms/u':>6} {'units/s':>9} {'Redis CPU':>8} "
-              f"{'CPU µs/u':>9} {'cmd µs/u':>9} {'claim p50':>8} {'p99 ms':>8} {'polls/s':>8} {'poll p99':>8}")
+              f"{'CPU µs/u':>9} {'cmd µs/u':>9} {'claim p50':>8} {'p99 ms':>8} {'polls/s':>8} {'poll p99':>8} "
+              f"{'poll µs':>8}")
         cal = asyncio.run(run_phase(url, calibration, "calibration"))
         print_phase("calibration", cal)
         # The model, from the calibration alone: a unit costs Redis `per_unit` CPU-seconds; a round trip pair

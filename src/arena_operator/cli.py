@@ -236,9 +236,14 @@ def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
+    from .engine.egress import EgressPolicy, confine_process
     from .kube import load_config
     from .operator.main import run  # kopf is only imported for the operator
 
+    try:
+        confine_process(EgressPolicy.cluster())  # OCI registries and their token realms: the cluster's policy
+    except ValueError as exc:  # an egress setting that does not parse
+        return _usage_error(str(exc))
     try:
         load_config()
     except Exception as exc:  # no in-cluster account and no kubeconfig: say so once instead of retrying forever
@@ -248,10 +253,15 @@ def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from .engine import egress
     from .engine.envexpand import cluster_env, confine_process
     from .worker.run import main as worker_main
 
     confine_process(cluster_env())  # a worker pod's bundle reads only what the job owner granted
+    try:
+        egress.confine_process(egress.EgressPolicy.cluster())  # and reaches only what the cluster admin allows
+    except ValueError as exc:
+        return _usage_error(str(exc))
     return worker_main()
 
 

@@ -30,7 +30,15 @@ from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_f
 from .jobtypes import observe_for_type, plan_for_type
 from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
-from .worker_job import WorkerJobParams, build_worker_job, pod_override_problems, worker_job_name
+from .worker_job import (
+    REDIS_URL_KEY,
+    SecretKeyRef,
+    WorkerJobParams,
+    build_worker_job,
+    build_worker_secret,
+    pod_override_problems,
+    worker_job_name,
+)
 from .workers import step_deadline, step_workers
 
 READY_RULE = ReadyRule(positive=(c.CONFIG_VALID, c.PLANNED, c.JOB_CREATED, c.COMPLETE))
@@ -221,9 +229,12 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
     assert info is not None and info.url and info.digest
     resolved = ResolvedProviders.from_config((await ctx.queue.get_config() or {}).get("providers", {}))
     replicas = _initial_replicas(ctx.spec, config)
+    secret = build_worker_secret(ctx.namespace, ctx.name, ctx.uid, {REDIS_URL_KEY: ctx.settings.worker_redis_url})
+    await ctx.workloads.create_secret(ctx.namespace, secret)  # the Redis URL (and password): a secretKeyRef
     params = WorkerJobParams(
         namespace=ctx.namespace, job_name=ctx.name, job_uid=ctx.uid, image=ctx.settings.image, replicas=replicas,
-        artifact_url=info.url, artifact_digest=info.digest, redis_url=ctx.settings.worker_redis_url,
+        artifact_url=info.url, artifact_digest=info.digest,
+        redis_secret=SecretKeyRef(secret["metadata"]["name"], REDIS_URL_KEY), egress=ctx.settings.egress,
         job_key=ctx.queue.key, output=output_of(ctx.spec), secrets=resolved.secrets, concurrency=config.concurrency,
         pod_defaults=ctx.settings.pod_defaults, pod_overrides=pod_overrides_of(ctx.spec),
         verbose=bool(ctx.spec.verbose),
