@@ -9,9 +9,12 @@ polls/s stand for that many jobs' ticks. Measured: units/s, Redis CPU (INFO cpu:
 Redis time per unit (INFO commandstats), claim latency p50/p99, status polls/s and their p99.
 
 The capacity model of docs/scaling.md is checked against it: a calibration phase (fewer workers, zero unit time:
-Redis as busy as the clients can make it) gives Redis CPU-µs per unit and per status poll; the model then
-predicts the main phase's units/s = min(workers / (unit time + claim and complete round trips), 1 / CPU per unit)
-and its Redis CPU = units/s × CPU per unit + polls/s × CPU per poll. `ratio:` is measured / predicted Redis CPU.
+Redis as busy as the clients can make it) gives Redis CPU-µs per unit (user + sys, network I/O included) and the
+clients' CPU-µs per unit; the model then predicts the main phase: its Redis CPU per unit (the same: a unit costs
+what it costs, whatever the number of workers — `ratio:` is measured / predicted), and its units/s = workers /
+(unit time + claim and complete round trips), bounded by one Redis core (1 / Redis CPU per unit) and by the
+cores the clients get (cores × 1 / client CPU per unit). Commandstats µs are printed too, but on a loaded machine
+they count the time Redis waits for a core as well (they grow with the load; INFO cpu does not).
 
     .venv/bin/python bench/scale.py [--workers 1000] [--units 1000000] [--unit-ms 200] [--processes 4] [--quick]
 """
@@ -29,6 +32,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from array import array  # noqa: E402
@@ -80,11 +84,13 @@ def worker_process(url: str, key: str, index: int, workers: int, unit_s: float, 
     async def run() -> None:
         latencies = array("d")
         go.wait()
+        cpu = time.process_time()
         counts = await asyncio.gather(*(worker(url, key, f"p{index}-w{n}", unit_s, latencies)
                                         for n in range(workers)))
         # A claim that found nothing and blocked is a wait, not latency: keep the claims under the block time.
         served = [x for x in latencies if x < 0.45]
-        results.put({"done": sum(counts), "p50": percentile(served, 0.5), "p99": percentile(served, 0.99),
+        results.put({"done": sum(counts), "cpu": time.process_time() - cpu, "p50": percentile(served, 0.5),
+                     "p99": percentile(served, 0.99),
                      "claims": len(latencies)})
 
     asyncio.run(run())
@@ -137,6 +143,7 @@ class Phase:
     units_s: float = 0.0
     cpu: float = 0.0  # Redis CPU-seconds per second
     cpu_us_per_unit: float = 0.0
+    client_us_per_unit: float = 0.0  # the worker processes' CPU (user + sys), all of them
     redis_us_per_unit: float = 0.0  # commandstats
     claim_p50: float = 0.0
     claim_p99: float = 0.0
@@ -192,6 +199,7 @@ async def run_phase(url: str, phase: Phase, name: str) -> Phase:
     phase.cpu = (cpu1 - cpu0) / phase.elapsed
     phase.cpu_us_per_unit = (cpu1 - cpu0) / phase.units * 1e6
     phase.redis_us_per_unit = usec / phase.units
+    phase.client_us_per_unit = sum(r["cpu"] for r in reports) / phase.units * 1e6
     phase.claim_p50 = statistics.median(r["p50"] for r in reports)
     phase.claim_p99 = max(r["p99"] for r in reports)
     phase.polls_s, phase.poll_p99 = polled["polls_s"], polled["p99"]
@@ -233,21 +241,26 @@ def main() -> None:
         print_phase("calibration", cal)
         # The model, from the calibration alone: a unit costs Redis `per_unit` CPU-seconds; a round trip pair
         # (claim + complete) the calibration's median claim latency twice.
-        per_unit = cal.cpu_us_per_unit / 1e6
+        per_unit, client_per_unit = cal.cpu_us_per_unit / 1e6, cal.client_us_per_unit / 1e6
         round_trips = 2 * cal.claim_p50
-        predicted_rate = min(main_phase.workers / (main_phase.unit_s + round_trips), 1 / per_unit)
+        demand = main_phase.workers / (main_phase.unit_s + round_trips)
         measured = asyncio.run(run_phase(url, main_phase, "main"))
         print_phase("main", measured)
     finally:
         stop(proc)
-    predicted_cpu = predicted_rate * per_unit
-    print(f"model (from the calibration): {predicted_rate:,.0f} units/s (measured {measured.units_s:,.0f}), Redis CPU "
-          f"{predicted_cpu * 100:.1f}% (measured {measured.cpu * 100:.1f}%); one Redis core would serve "
-          f"{1 / per_unit:,.0f} units/s, i.e. {1 / per_unit * (main_phase.unit_s + round_trips):,.0f} workers at "
-          f"{args.unit_ms:g} ms a unit")
+    cores = len(os.sched_getaffinity(0))
+    predicted_rate = min(demand, 1 / per_unit, cores / client_per_unit)
+    print(f"model (from the calibration): Redis {cal.cpu_us_per_unit:.0f} CPU-µs a unit (measured in the main phase "
+          f"{measured.cpu_us_per_unit:.0f}) — one Redis core serves {1 / per_unit:,.0f} units/s, i.e. "
+          f"{1 / per_unit * (main_phase.unit_s + round_trips):,.0f} workers at {args.unit_ms:g} ms a unit; clients "
+          f"{cal.client_us_per_unit:.0f} CPU-µs a unit (main phase {measured.client_us_per_unit:.0f}); units/s "
+          f"predicted min(workers {demand:,.0f}, Redis {1 / per_unit:,.0f}, clients on {cores} cores "
+          f"{cores / client_per_unit:,.0f}) = {predicted_rate:,.0f}, measured {measured.units_s:,.0f} (load average "
+          f"{os.getloadavg()[0]:.1f}: the clients got {measured.units_s * measured.client_us_per_unit / 1e6:.2f} "
+          "cores)")
     print(json.dumps({"calibration": cal.__dict__, "main": measured.__dict__}))
-    print(f"ratio: {measured.cpu / predicted_cpu:.2f} (measured / predicted Redis CPU; units/s "
-          f"{measured.units_s / predicted_rate:.2f})")
+    print(f"ratio: {measured.cpu_us_per_unit / cal.cpu_us_per_unit:.2f} (Redis CPU per unit, measured / predicted; "
+          f"units/s {measured.units_s / predicted_rate:.2f})")
 
 
 if __name__ == "__main__":
