@@ -1,4 +1,6 @@
-"""Where artifacts live: `<root>/<namespace>/<source>/<digest-hex>.tar.gz`, the last N kept per source."""
+"""Where artifacts live: `<root>/<namespace>/<source>/<digest-hex>.tar.gz`, the last N kept per source; their
+bundles unpacked once per digest under `<root>/.bundles/<digest-hex>/`, removed with the last artifact of that
+digest (a digest may be kept by several sources)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .artifact import safe_extract
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 DEFAULT_KEEP = 3
+BUNDLES_DIR = ".bundles"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ArtifactStore:
         self.root = root.resolve()
         self.keep = max(1, keep)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.collect_bundles()  # what an earlier operator left behind
 
     def _source_dir(self, namespace: str, name: str) -> Path:
         if not (_NAME.match(namespace) and _NAME.match(name)):
@@ -75,18 +79,37 @@ class ArtifactStore:
         removed = artifacts[self.keep:]
         for path in removed:
             path.unlink(missing_ok=True)
+        if removed:
+            self.collect_bundles()
+        return removed
+
+    def collect_bundles(self) -> list[Path]:
+        """Remove the unpacked bundles whose digest no source keeps an artifact of any more; returns them."""
+        bundles = self.root / BUNDLES_DIR
+        if not bundles.is_dir():
+            return []
+        kept = {artifact.name.removesuffix(".tar.gz") for namespace in self.root.iterdir()
+                if not namespace.name.startswith(".") and namespace.is_dir()
+                for artifact in namespace.glob("*/*.tar.gz")}
+        removed = [path for path in bundles.iterdir() if path.name not in kept]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
         return removed
 
     def unpacked(self, namespace: str, name: str, digest: str, max_bytes: int) -> Path:
         """The artifact's bundle as a directory, unpacked once per digest (immutable, so safely shared)."""
         stored = self.location(namespace, name, digest)
-        target = self.root / ".bundles" / stored.path.name.removesuffix(".tar.gz")
+        target = self.root / BUNDLES_DIR / stored.path.name.removesuffix(".tar.gz")
         if target.is_dir():
             return target
         if not stored.path.is_file():
             raise FileNotFoundError(f"artifact {digest} of {namespace}/{name} is not in the store")
         staging = Path(tempfile.mkdtemp(dir=self.scratch()))
-        safe_extract(stored.path, staging, max_bytes)
+        try:
+            safe_extract(stored.path, staging, max_bytes)
+        except BaseException:  # an unsafe or oversized artifact leaves nothing in the scratch dir
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(staging, target)
@@ -96,6 +119,7 @@ class ArtifactStore:
 
     def remove_source(self, namespace: str, name: str) -> None:
         shutil.rmtree(self._source_dir(namespace, name), ignore_errors=True)
+        self.collect_bundles()
 
     def scratch(self) -> Path:
         """A temp dir on the same filesystem, so `put` is a rename, not a copy."""
