@@ -42,6 +42,13 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+def transient(exc: BaseException) -> int | None:
+    """The status of an API failure worth retrying in seconds (409 conflict, 429 throttling, 5xx), else None."""
+    if isinstance(exc, ApiException) and (exc.status in (409, 429) or (exc.status or 0) >= 500):
+        return int(exc.status)
+    return None
+
+
 class Kube:
     """Async facade over the official client; one instance lives on kopf's `memo`."""
 
@@ -90,17 +97,28 @@ class Kube:
 
 
 class Workloads:
-    """Writes the operator makes besides status patches: worker Jobs, a template's child ArenaJobs, and deleting
-    a finished ArenaJob (TTL, history)."""
+    """Writes the operator makes besides status patches: worker Jobs and their Secrets, a template's child
+    ArenaJobs, and deleting a finished ArenaJob (TTL, history)."""
 
     def __init__(self, kube: Kube) -> None:
         self.batch = kubernetes.client.BatchV1Api(kube.api_client)
+        self.core = kube.core
         self.custom = kube.custom
 
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
         """Create-if-absent; False when it already existed (a re-run of the same step is harmless)."""
         try:
             await asyncio.to_thread(self.batch.create_namespaced_job, namespace, manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def create_secret(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create-if-absent (the worker Secret of a job; its name carries the job's uid); False when it existed."""
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_secret, namespace, manifest)
         except ApiException as exc:
             if exc.status == 409:
                 return False

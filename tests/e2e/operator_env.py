@@ -41,6 +41,9 @@ def arena_operator(api: K8sApi, artifacts: Path, monkeypatch: Any, port: int = 0
     monkeypatch.setenv("ARENA_ARTIFACT_HOST", "127.0.0.1")
     monkeypatch.setenv("ARENA_ARTIFACT_PORT", str(port))
     monkeypatch.delenv("ARENA_ARTIFACT_BASE_URL", raising=False)
+    # The tests' model servers, registries and tools listen on loopback: the cluster admin's allowance, explicitly
+    # (the operator copies it into every worker Job; without it the workers refuse them).
+    monkeypatch.setenv("ARENA_EGRESS_ALLOW_PRIVATE", "true")
     api.create_namespace(NAMESPACE)
     kube = kube_for(api)
     try:

@@ -313,8 +313,9 @@ def test_rbac_is_exactly_what_the_code_calls() -> None:
     objects = render()
     role = one(objects, "ClusterRole", FULLNAME)
     assert _granted(role["rules"]) == required
-    # Secrets are only read by name, never listed or watched; nothing is granted on pods, roles or the like
-    assert not {perm for perm in _granted(role["rules"]) if perm[1] == "secrets" and perm[2] != "get"}
+    # Secrets are only read by name, never listed or watched, and created (each job's worker Secret), never
+    # updated, patched or deleted; nothing is granted on pods, roles or the like
+    assert {perm[2] for perm in _granted(role["rules"]) if perm[1] == "secrets"} == {"get", "create"}
     binding = one(objects, "ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
@@ -400,7 +401,7 @@ def test_redis_network_policy_admits_the_operator_and_the_workers_only() -> None
     from arena_operator.reconcile.worker_job import WORKER_APP
 
     objects = render()
-    policy = one(objects, "NetworkPolicy")
+    policy = one(objects, "NetworkPolicy", f"{FULLNAME}-redis")
     statefulset = one(objects, "StatefulSet")
     assert policy["spec"]["podSelector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
     [rule] = policy["spec"]["ingress"]
@@ -408,7 +409,34 @@ def test_redis_network_policy_admits_the_operator_and_the_workers_only() -> None
     assert rule["from"][0]["podSelector"]["matchLabels"].items() <= operator_labels.items()
     assert rule["from"][1] == {"namespaceSelector": {}, "podSelector": {"matchLabels": {
         "app.kubernetes.io/name": WORKER_APP}}}
-    assert not by_kind(render(OPTIONS["redis-without-auth-or-disk"]), "NetworkPolicy")
+    assert [p["metadata"]["name"] for p in by_kind(render(OPTIONS["redis-without-auth-or-disk"]),
+                                                   "NetworkPolicy")] == [FULLNAME]
+
+
+def test_the_artifact_server_admits_worker_pods_only() -> None:
+    """Artifacts have no per-job token (issue 16): the chart's NetworkPolicy keeps other pods off the operator's
+    port; extraFrom adds peers (Prometheus); it can be switched off."""
+    from arena_operator.reconcile.worker_job import WORKER_APP
+
+    objects = render()
+    policy = one(objects, "NetworkPolicy", FULLNAME)
+    assert policy["spec"]["podSelector"]["matchLabels"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule == {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": WORKER_APP}}}], "ports": [{"port": "http", "protocol": "TCP"}]}
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    extra = render({"artifacts": {"networkPolicy": {"extraFrom": [prometheus]}}})
+    assert one(extra, "NetworkPolicy", FULLNAME)["spec"]["ingress"][0]["from"][1] == prometheus
+    off = render({"artifacts": {"networkPolicy": {"enabled": False}}})
+    assert [p["metadata"]["name"] for p in by_kind(off, "NetworkPolicy")] == [f"{FULLNAME}-redis"]
+
+
+def test_egress_settings_reach_the_operator() -> None:
+    env = _env(_operator(render())[1])
+    assert env["ARENA_EGRESS_ALLOW_PRIVATE"] == "false" and "ARENA_EGRESS_ALLOW_CIDRS" not in env
+    env = _env(_operator(render({"egress": {"allowPrivate": True, "allowCIDRs": ["10.96.0.0/12", "fd00::/8"]}}))[1])
+    assert env["ARENA_EGRESS_ALLOW_PRIVATE"] == "true" and env["ARENA_EGRESS_ALLOW_CIDRS"] == "10.96.0.0/12,fd00::/8"
 
 
 def test_external_redis_with_a_password_secret() -> None:

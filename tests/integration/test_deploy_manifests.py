@@ -72,6 +72,7 @@ def test_install_yaml_is_valid_restricted_and_holds_no_secret() -> None:
     assert not by_kind(objects, "Secret")
     redis = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
     assert "--requirepass" not in redis["args"]
-    assert one(objects, "NetworkPolicy")["spec"]["podSelector"] == one(objects, "StatefulSet")["spec"]["selector"]
+    redis_policy = one(objects, "NetworkPolicy", "arena-operator-redis")
+    assert redis_policy["spec"]["podSelector"] == one(objects, "StatefulSet")["spec"]["selector"]
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"

@@ -14,7 +14,7 @@ import pytest
 
 from arena_operator import cli
 from arena_operator.api.arenaconfig import ArenaConfigSpec
-from arena_operator.engine import envexpand
+from arena_operator.engine import egress, envexpand
 from arena_operator.engine.bundle import load_bundle
 from arena_operator.engine.envexpand import BundleEnv, cluster_env, reading
 from arena_operator.engine.errors import BundleInvalid
@@ -55,6 +55,7 @@ def worker_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(envexpand.GRANT_VARIABLE, raising=False)
     yield
     envexpand.confine_process(None)
+    egress.confine_process(None)  # `arena worker` confines its egress too
 
 
 def quickstart(tmp_path: Path, provider: str | None = None) -> Path:

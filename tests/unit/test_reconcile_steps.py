@@ -213,9 +213,14 @@ class FakeWorkloads:
     created: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     scaled: list[int] = field(default_factory=list)
+    secrets: list[dict[str, Any]] = field(default_factory=list)
 
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
         self.created.append(manifest)
+        return True
+
+    async def create_secret(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        self.secrets.append(manifest)
         return True
 
     async def delete_job(self, namespace: str, name: str) -> None:

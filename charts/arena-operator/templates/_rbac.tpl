@@ -32,9 +32,12 @@ namespace of watchNamespaces.
   verbs: ["get", "list", "watch"]
 # Secrets are read by name only (no list/watch): ArenaSource credentials, and the keys of the Secrets an ArenaJob
 # references (Provider credentials, S3), checked before any pod starts. Workers get them as secretKeyRefs.
+# create (only: no update, patch or delete; the name carries the job's uid, so it is never rewritten): the worker
+# Secret of each ArenaJob, owned by it, holding the Redis URL with its password, which the worker pods read as a
+# secretKeyRef instead of a literal in their spec. Garbage collection deletes it with the ArenaJob.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "create"]
 # output.type pvc: the claim must exist before a job starts.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import jsonschema
 
+from .egress import EgressRefused, async_client
 from .envexpand import UnsetVariable, current_env
 from .errors import TemplateError, ToolError
 from .schemas import first_error
@@ -79,13 +80,15 @@ class ToolRunner:
             if (value := env.get(name)) is not None:
                 headers[header] = value
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = async_client()
         method = http.method.upper()
         try:
             response = await self._client.request(
                 method, http.url, headers=headers, timeout=http.timeout_ms / 1000,
                 params=args if method == "GET" else None, json=None if method == "GET" else args,
             )
+        except EgressRefused as exc:
+            raise ToolError(f"{tool.name}: {exc}") from None
         except httpx.TimeoutException:
             raise ToolError(f"{tool.name}: timed out after {http.timeout_ms} ms") from None
         except httpx.TransportError as exc:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.egress import SETTING_VARIABLES as EGRESS_SETTINGS
+from ..engine.egress import EgressPolicy
 from ..reconcile.jobcontext import DEFAULT_FINISHED_KEY_TTL_SECONDS, DEFAULT_WORKER_START_TIMEOUT_SECONDS
 from ..runplan.units import DEFAULT_MAX_UNITS
 from ..sources.artifact import DEFAULT_MAX_BYTES
@@ -69,9 +71,11 @@ class OperatorConfig:
     validation_budget: Budget = field(default_factory=Budget)  # one bundle's validation: seconds and bytes
     worker_start_timeout: float = DEFAULT_WORKER_START_TIMEOUT_SECONDS  # no worker started by then: the job fails
     finished_key_ttl: float = DEFAULT_FINISHED_KEY_TTL_SECONDS  # a finished job's Redis keys expire after this
+    egress: dict[str, str] = field(default_factory=dict)  # ARENA_EGRESS_*: the operator's policy, copied to workers
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
+        EgressPolicy.cluster(os.environ)  # a malformed egress setting stops start-up, naming the variable
         return cls(
             artifact_dir=Path(os.environ.get("ARENA_ARTIFACT_DIR", "/tmp/arena-artifacts")),
             artifact_host=os.environ.get("ARENA_ARTIFACT_HOST", "0.0.0.0"),
@@ -93,6 +97,7 @@ class OperatorConfig:
                                      int(_float("ARENA_VALIDATION_MEMORY_MB", DEFAULT_MEMORY_BYTES / 2**20) * 2**20)),
             worker_start_timeout=_float("ARENA_WORKER_START_TIMEOUT_SECONDS", DEFAULT_WORKER_START_TIMEOUT_SECONDS),
             finished_key_ttl=_float("ARENA_FINISHED_KEY_TTL_SECONDS", DEFAULT_FINISHED_KEY_TTL_SECONDS),
+            egress={name: os.environ[name] for name in EGRESS_SETTINGS if name in os.environ},
         )
 
     def base_url(self, port: int) -> str:

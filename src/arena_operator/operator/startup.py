@@ -50,7 +50,7 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, log
                                     aggregation_lease=config.aggregation_lease,
                                     pod_defaults=config.worker_pod_defaults,
                                     worker_start_timeout=config.worker_start_timeout,
-                                    finished_key_ttl=config.finished_key_ttl)
+                                    finished_key_ttl=config.finished_key_ttl, egress=config.egress)
     memo.metrics = OperatorMetrics()
     memo.artifact_server = ArtifactServer(memo.store, config.artifact_host, config.artifact_port,
                                           memo.metrics.registry)

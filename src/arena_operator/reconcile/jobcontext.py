@@ -33,6 +33,7 @@ class JobSettings:
     pod_defaults: dict[str, Any] = field(default_factory=dict)  # the chart's worker defaults (podOverrides form)
     worker_start_timeout: float = DEFAULT_WORKER_START_TIMEOUT_SECONDS
     finished_key_ttl: float = DEFAULT_FINISHED_KEY_TTL_SECONDS
+    egress: dict[str, str] = field(default_factory=dict)  # the egress settings every worker pod gets
 
 
 @dataclass

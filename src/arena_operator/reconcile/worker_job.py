@@ -5,7 +5,8 @@ so ``completions`` stays unset and the Job succeeds when any pod succeeded and a
 
 The pod runs as a non-root user with a read-only root file system; ``/tmp`` is an emptyDir (the worker
 unpacks the bundle there, and ``HOME`` points there for libraries that write caches). Its environment holds
-settings and references only: provider API keys and S3 credentials are ``secretKeyRef``s, never values. S3
+settings and references only: provider API keys, S3 credentials and the Redis URL (it may carry the password) are
+``secretKeyRef``s, never values — the Redis URL's Secret is the operator's own (:func:`build_worker_secret`). S3
 credentials come from ``output.s3.secretRef`` with the keys the AWS SDKs read from the environment,
 ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (required) and ``AWS_SESSION_TOKEN`` (optional); without a
 secretRef the SDK's ambient credentials apply (IRSA, instance profile). A PVC output is mounted whole at
@@ -20,6 +21,7 @@ cannot be overridden; :func:`pod_override_problems` names such clashes before an
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -29,6 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
+from ..engine.egress import SETTING_VARIABLES as EGRESS_SETTINGS
 from ..engine.envexpand import GRANT_VARIABLE
 from ..runplan.providers import SecretEnv
 
@@ -49,6 +52,7 @@ S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_OPTIONAL_KEYS = ("AWS_SESSION_TOKEN",)
 OPERATOR_VOLUMES = {"tmp": SCRATCH_DIR, "results": RESULTS_DIR}
 OVERRIDES = "spec.workers.podOverrides"
+REDIS_URL_KEY = "ARENA_REDIS_URL"  # the key of the worker Secret holding the Redis URL
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class WorkerJobParams:
     pod_overrides: Mapping[str, Any] | None = None  # spec.workers.podOverrides, wire (camelCase) form
     pod_defaults: Mapping[str, Any] | None = None  # the operator's worker defaults, applied before pod_overrides
     verbose: bool = False  # spec.verbose: the worker logs at DEBUG
+    egress: Mapping[str, str] = field(default_factory=dict)  # the operator's egress settings (engine/egress.py)
 
 
 def _short_hash(text: str) -> str:
@@ -107,6 +112,27 @@ def worker_job_name(job_name: str) -> str:
 def arenajob_label_value(job_name: str) -> str:
     """The ``omnia.altairalabs.ai/arenajob`` label value: the job's name, shortened like the Job's if too long."""
     return _fit(job_name, MAX_NAME)
+
+
+def worker_secret_name(job_name: str, job_uid: str) -> str:
+    """``<job>-worker-<hash of the uid>``: a re-created job of the same name never meets the Secret of the one
+    before it (which garbage collection may not have deleted yet)."""
+    return f"{worker_job_name(job_name)}-{_short_hash(job_uid)}"
+
+
+def build_worker_secret(namespace: str, job_name: str, job_uid: str, data: Mapping[str, str]) -> dict[str, Any]:
+    """The Secret the worker pods of one ArenaJob read what must not be a literal in their spec (the Redis URL, which
+    may carry the password) from, as secretKeyRefs; owned by the ArenaJob, so deleting it deletes the Secret."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": worker_secret_name(job_name, job_uid), "namespace": namespace,
+                     "labels": worker_labels(job_name),
+                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": "ArenaJob", "name": job_name,
+                                          "uid": job_uid, "controller": True, "blockOwnerDeletion": True}]},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())},
+    }
 
 
 def worker_labels(job_name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -143,6 +169,7 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         _value("ARENA_METRICS_PORT", str(p.metrics_port)),
         _value("HOME", SCRATCH_DIR),
         *([_value("ARENA_LOG_LEVEL", "DEBUG")] if p.verbose else []),
+        *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
     ]
     output = p.output or {}

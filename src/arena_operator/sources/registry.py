@@ -5,6 +5,14 @@ Authentication follows the distribution token spec: a request answered 401 with
 secret's credentials as Basic auth, or anonymously); `Basic` challenges are answered with the credentials directly.
 A new challenge (e.g. a push needing a wider scope) simply repeats the dance.
 
+Where credentials may go (issue 16): the secret's credentials go to a Bearer realm only over https (http only when
+the source is `insecure`) and only on the registry's own host or a host beside it (`registry-1.docker.io` →
+`auth.docker.io`); a realm elsewhere is refused when credentials are set, else asked anonymously. The
+Authorization header goes only to the registry's origin (an upload Location elsewhere gets none). Redirects:
+same origin followed; to another origin only for reads (GET/HEAD: registries send blobs to their storage), never
+from https to http, and without credentials (httpx drops Authorization across origins). Every request and
+redirect passes the egress policy (engine/egress.py).
+
 Every failure becomes a SourceError whose message names the registry, repository and reference, never a credential.
 """
 
@@ -24,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from ..engine.egress import EgressRefused, EgressTransport
 from .errors import (
     ARTIFACT_TOO_LARGE,
     AUTHENTICATION_FAILED,
@@ -133,7 +142,9 @@ class RegistryClient:
         self.base = f"{'http' if insecure else 'https'}://{host}"
         self.auth = auth
         self.secrets = auth.secrets() if auth else ()
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=True)
+        self.insecure = insecure
+        self._client = httpx.AsyncClient(transport=EgressTransport(), timeout=httpx.Timeout(timeout),
+                                         follow_redirects=True, event_hooks={"response": [self._check_redirect]})
         self._authorization: str | None = None
 
     async def __aenter__(self) -> RegistryClient:
@@ -222,7 +233,7 @@ class RegistryClient:
         """Send with the current authorization; on 401 authenticate from the challenge and retry once."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         for attempt in range(2):
-            request = self._client.build_request(method, url, headers=self._headers(headers), content=content)
+            request = self._client.build_request(method, url, headers=self._headers(headers, url), content=content)
             async with transport_errors(self.host, f"{method} {what}", self.secrets):
                 response = await self._client.send(request, stream=True)
             if response.status_code == 401 and attempt == 0:
@@ -240,11 +251,35 @@ class RegistryClient:
             raise self._error(response, what)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+    def _headers(self, extra: Mapping[str, str] | None, url: str) -> dict[str, str]:
         headers = dict(extra or {})
-        if self._authorization:
+        if self._authorization and _origin(httpx.URL(url)) == _origin(httpx.URL(self.base)):
             headers["Authorization"] = self._authorization
         return headers
+
+    async def _check_redirect(self, response: httpx.Response) -> None:
+        """Refuse a redirect this client must not follow (see the module's docstring), before it is followed."""
+        if not response.has_redirect_location:
+            return
+        source = response.request.url
+        target = source.join(response.headers["Location"])
+        if _origin(target) == _origin(source):
+            return
+        reading = response.request.method in ("GET", "HEAD")
+        why = ("a redirect to another origin is followed only for reads" if not reading else
+               "a redirect from https to http" if source.scheme == "https" and target.scheme != "https" else "")
+        if why:
+            raise SourceError(UNREACHABLE, f"registry {self.host}: {response.request.method} redirected to "
+                                           f"{target.host}: refused ({why})")
+
+    def _realm_refusal(self, realm: httpx.URL) -> str | None:
+        """Why the secret's credentials may not go to the token service at `realm`, or None."""
+        if realm.scheme != "https" and not self.insecure:
+            return "it is plain http and the source is not insecure"
+        registry = httpx.URL(self.base).host
+        if realm.host != registry and realm.host.partition(".")[2] != registry.partition(".")[2]:
+            return f"it is not on the registry's host {registry} or beside it"
+        return None
 
     async def _authenticate(self, challenge: str, what: str) -> None:
         scheme, _, rest = challenge.strip().partition(" ")
@@ -259,9 +294,15 @@ class RegistryClient:
             raise SourceError(AUTHENTICATION_FAILED, f"registry {self.host} refused {what} with an unsupported "
                                                      f"challenge {scheme or '(none)'!r}")
         query = {k: params[k] for k in ("service", "scope") if k in params}
+        realm = httpx.URL(params["realm"])
+        if self.auth and (why := self._realm_refusal(realm)):
+            raise SourceError(AUTHENTICATION_FAILED, f"registry {self.host} asks for a token from {realm.host}; the "
+                                                     f"secretRef credentials are not sent there: {why}")
         basic = (self.auth.username, self.auth.password) if self.auth else None
         try:
-            response = await self._client.get(params["realm"], params=query, auth=basic)
+            response = await self._client.get(realm, params=query, auth=basic)
+        except EgressRefused as exc:
+            raise SourceError(UNREACHABLE, f"the token service of {self.host}: {exc}") from None
         except httpx.HTTPError as exc:
             raise SourceError(UNREACHABLE, f"cannot reach the token service of {self.host} "
                                            f"({type(exc).__name__})", secrets=self.secrets) from None
@@ -310,11 +351,17 @@ async def transport_errors(host: str, what: str, secrets: tuple[str, ...] = ()) 
     """Turn network failures while streaming a body into FetchTimeout / Unreachable naming `host` and `what`."""
     try:
         yield
+    except EgressRefused as exc:
+        raise SourceError(UNREACHABLE, f"{what} on registry {host}: {exc}") from None
     except httpx.TimeoutException:
         raise SourceError(FETCH_TIMEOUT, f"{what} on registry {host} timed out") from None
     except httpx.TransportError as exc:
         raise SourceError(UNREACHABLE, f"{what} on registry {host} failed: {type(exc).__name__}: {exc}",
                           secrets=secrets) from None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _manifest(repository: str, reference: str) -> str:

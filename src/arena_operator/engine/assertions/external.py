@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from ..durations import parse_duration
+from ..egress import EgressRefused, async_client
 from ..goregex import compile_go
 from .base import EvalContext, Score, flag, integer, mapping, scored, text
 from .tools import result_text
@@ -78,9 +79,11 @@ async def _rest(params: dict[str, Any], ctx: EvalContext, content: str) -> Score
     headers = {"Content-Type": "application/json"}
     headers.update({k: expand_env(v) for k, v in mapping(params, "headers").items() if isinstance(v, str)})
     try:
-        async with httpx.AsyncClient(timeout=_timeout(params, 30.0)) as client:
+        async with async_client(timeout=_timeout(params, 30.0)) as client:
             response = await client.request(text(params, "method") or "POST", url, headers=headers,
                                             content=json.dumps(request_body(params, ctx, content)))
+    except EgressRefused as exc:
+        return scored(False, f"request failed: {exc}")
     except httpx.HTTPError as exc:
         return scored(False, f"request failed: {type(exc).__name__}: {exc}")
     if not 200 <= response.status_code < 300:
@@ -124,9 +127,11 @@ async def _a2a(params: dict[str, Any], ctx: EvalContext, content: str) -> Score:
            "params": {"message": {"messageId": f"eval-{next(_RPC_IDS)}", "role": "user", "parts": [{"text": prompt}]},
                       "configuration": {"blocking": True}}}
     try:
-        async with httpx.AsyncClient(timeout=_timeout(params, 60.0)) as client:
+        async with async_client(timeout=_timeout(params, 60.0)) as client:
             response = await client.post(agent.rstrip("/") + "/a2a", json=rpc, headers=headers)
         reply = response.json() if response.status_code == 200 else None
+    except EgressRefused as exc:
+        return scored(False, f"a2a agent error: {exc}")
     except (httpx.HTTPError, ValueError) as exc:
         return scored(False, f"a2a agent error: {type(exc).__name__}: {exc}")
     if not isinstance(reply, dict):

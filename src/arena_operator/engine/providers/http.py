@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ..durations import parse_duration
+from ..egress import async_client
 from ..errors import ProviderError
 from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse
@@ -40,7 +41,7 @@ class HTTPProvider(Provider):
         if self._client is None:
             limits = httpx.Limits(max_connections=self.spec.rate_limit.max_concurrency or 100,
                                   max_keepalive_connections=20)
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), limits=limits)
+            self._client = async_client(timeout=httpx.Timeout(self.timeout), limits=limits)  # egress policy
         return self._client
 
     async def aclose(self) -> None:

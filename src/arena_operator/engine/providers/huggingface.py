@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from ..egress import async_client
 from ..errors import ProviderError
 from ..spec import ProviderSpec
 
@@ -37,7 +38,7 @@ class HuggingFaceClassifier:
     async def classify(self, kind: str, data: Any, model: str) -> list[tuple[str, float]]:
         url = self.base_url if self.dedicated else f"{self.base_url}/models/{model}"
         headers = {"authorization": f"Bearer {self._key}"}
-        async with httpx.AsyncClient(timeout=60.0) as client:
+        async with async_client(timeout=60.0) as client:
             try:
                 if kind == "text":
                     response = await client.post(url, headers=headers, json={
