@@ -55,8 +55,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def worker(url: str, key: str, name: str, unit_s: float, latencies: array) -> int:
-    client = aioredis.from_url(url, single_connection_client=True)
+CONNECT_TIMEOUT_S = 60.0  # a loaded machine opening a thousand connections at once is slow to accept them
+
+
+async def connect(url: str) -> aioredis.Redis:
+    client = aioredis.from_url(url, single_connection_client=True, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                               socket_timeout=CONNECT_TIMEOUT_S)
+    await client.ping()
+    return client
+
+
+async def worker(client: aioredis.Redis, key: str, name: str, unit_s: float, latencies: array) -> int:
     queue = WorkQueue(client, key)
     done, beat = 0, 0.0
     try:
@@ -80,13 +89,16 @@ async def worker(url: str, key: str, name: str, unit_s: float, latencies: array)
     return done
 
 
-def worker_process(url: str, key: str, index: int, workers: int, unit_s: float, go: Any, results: Any) -> None:
+def worker_process(url: str, key: str, index: int, workers: int, unit_s: float, ready: Any, go: Any,
+                   results: Any) -> None:
     async def run() -> None:
         latencies = array("d")
+        clients = [await connect(url) for _ in range(workers)]  # every connection open before the clock starts
+        ready.wait()
         go.wait()
         cpu = time.process_time()
-        counts = await asyncio.gather(*(worker(url, key, f"p{index}-w{n}", unit_s, latencies)
-                                        for n in range(workers)))
+        counts = await asyncio.gather(*(worker(client, key, f"p{index}-w{n}", unit_s, latencies)
+                                        for n, client in enumerate(clients)))
         # A claim that found nothing and blocked is a wait, not latency: keep the claims under the block time.
         served = [x for x in latencies if x < 0.45]
         results.put({"done": sum(counts), "cpu": time.process_time() - cpu, "p50": percentile(served, 0.5),
@@ -168,15 +180,16 @@ async def run_phase(url: str, phase: Phase, name: str) -> Phase:
     phase.enqueue_s = time.perf_counter() - started
     ctx = multiprocessing.get_context("spawn")
     go, stop_flag, results, status_results = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Queue()
+    ready = ctx.Barrier(phase.processes + 1)
     per = [phase.workers // phase.processes + (1 if n < phase.workers % phase.processes else 0)
            for n in range(phase.processes)]
-    procs = [ctx.Process(target=worker_process, args=(url, queue.key, n, count, phase.unit_s, go, results))
+    procs = [ctx.Process(target=worker_process, args=(url, queue.key, n, count, phase.unit_s, ready, go, results))
              for n, count in enumerate(per)]
     status = ctx.Process(target=status_process, args=(url, queue.key, phase.status_every, stop_flag,
                                                       status_results))
     for proc in [*procs, status]:
         proc.start()
-    await asyncio.sleep(2.0)  # let the processes import and connect before the clock starts
+    await asyncio.to_thread(ready.wait)  # every worker connected
     await client.config_resetstat()
     cpu0, started = await redis_cpu(client), time.perf_counter()
     go.set()
