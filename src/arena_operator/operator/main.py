@@ -25,6 +25,6 @@ def run(namespaces: list[str], liveness: str | None = None, log_format: str = "t
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not namespaces,
-        namespaces=namespaces or None,
+        namespaces=namespaces,  # [] with clusterwide (kopf's observer iterates it: None crashed at start-up)
         liveness_endpoint=liveness,
     ))
