@@ -271,6 +271,32 @@ async def test_registry_writes_are_not_redirected_to_another_origin_and_reads_go
     assert [r.method for r in stored] == ["HEAD"] and "Authorization" not in stored[0].headers
 
 
+async def test_a_rest_eval_header_reads_only_granted_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REST eval's headers expanded `${VAR}` from the whole environment: in a worker, any secret of the pod went
+    to the URL the bundle named. Now they read the job owner's grant, as provider files do."""
+    from arena_operator.engine import envexpand
+    from arena_operator.engine.assertions.base import EvalContext
+    from arena_operator.engine.assertions.external import rest_eval
+
+    async def judge(request: web.Request) -> web.Response:
+        return web.json_response({"passed": True, "score": 1.0, "reasoning": "ok"})
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    monkeypatch.setenv("EVAL_TOKEN", "granted-token")
+    monkeypatch.setenv(envexpand.GRANT_VARIABLE, "EVAL_TOKEN")
+    egress.confine_process(EgressPolicy.cluster({"ARENA_EGRESS_ALLOW_PRIVATE": "true"}))
+    envexpand.confine_process(envexpand.cluster_env())
+    try:
+        async with app({"/judge": judge}) as (url, seen):
+            await rest_eval({"url": url + "/judge", "headers": {"x-leak": "${AWS_SECRET_ACCESS_KEY}",
+                                                                "x-token": "${EVAL_TOKEN}"}},
+                            EvalContext("turn", [Message("assistant", "x")]))
+            headers = dict(seen[0].headers)
+    finally:
+        envexpand.confine_process(None)
+    assert headers.get("x-leak", "") == "" and headers["x-token"] == "granted-token"
+
+
 def test_the_worker_job_reads_the_redis_url_from_its_secret_and_gets_the_egress_settings() -> None:
     url = "redis://:s3cret-password@redis.arena-system.svc:6379/0"
     secret = build_worker_secret("team-a", "nightly", "uid-1", {REDIS_URL_KEY: url})

@@ -8,7 +8,6 @@ succeeds (and its output matches `success_pattern` / does not match `failure_pat
 from __future__ import annotations
 
 import json
-import os
 import re
 from itertools import count
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 
 from ..durations import parse_duration
 from ..egress import EgressRefused, async_client
+from ..envexpand import current_env
 from ..goregex import compile_go
 from .base import EvalContext, Score, flag, integer, mapping, scored, text
 from .tools import result_text
@@ -26,7 +26,10 @@ _RPC_IDS = count(1)
 
 
 def expand_env(value: str) -> str:
-    return _ENV.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    """`${NAME}` in a header or token from what a bundle may read here (in the cluster: the job owner's grant, not
+    the worker's environment — else a bundle could send any secret of the pod to the URL it names); unset: ''."""
+    env = current_env()
+    return _ENV.sub(lambda m: env.get(m.group(1)) or "", value)
 
 
 def request_body(params: dict[str, Any], ctx: EvalContext, content: str) -> dict[str, Any]:
