@@ -50,6 +50,7 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
     server.close()
 
 
+@pytest.mark.timeout(300 + UNITS // 50)  # the suite's 120 s is for one test of ordinary size
 def test_one_job_of_many_units_plans_in_bounded_memory_and_counts_every_unit_once(
         k8s_api: K8sApi, tmp_path: Path, redis: Redis) -> None:
     k8s_api.create_namespace(NAMESPACE)
