@@ -30,6 +30,7 @@ from kmock._internal import parsing as kmock_parsing  # to parse paths exactly a
 from kmock._internal.rendering import StreamingError  # to mirror RawHandler.__call__ exactly
 
 from tests.harness import protobuf
+from tests.harness.faults import Faults
 from tests.harness.objects import Body, dig
 from tests.harness.rbac import RbacEnforcer
 from tests.harness.resources import NAMESPACES, api_version, error
@@ -59,7 +60,8 @@ class ClusterEmulator(EmulatorStorage):
     * server-side printing: GET/LIST/WATCH with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` (as
       a plain ``kubectl get [-w]`` sends) get a ``meta.k8s.io`` ``Table`` with the CRD's printer columns (the
       object of a watch event is a one-row Table);
-    * with :attr:`rbac` set, RBAC for the requests bearing its token (:mod:`tests.harness.rbac`).
+    * with :attr:`rbac` set, RBAC for the requests bearing its token (:mod:`tests.harness.rbac`);
+    * :attr:`faults`: failures and delays a test injects (:mod:`tests.harness.faults`).
     """
 
     open_watches: collections.Counter[tuple[str, str | None]] = attrs.field(
@@ -71,6 +73,7 @@ class ClusterEmulator(EmulatorStorage):
     keep_requests: bool = False
     # Optional RBAC for one identity (the operator's bearer token); other requests stay unrestricted.
     rbac: RbacEnforcer | None = None
+    faults: Faults = attrs.field(factory=Faults)  # injected apiserver failures (tests.harness.faults)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -81,6 +84,8 @@ class ClusterEmulator(EmulatorStorage):
     # -- request intake ------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if (injected := await self.faults.apply(raw_request)) is not None:
+            return injected
         if self.rbac is not None and (refusal := await self.rbac.refusal(raw_request, self._plural_of)) is not None:
             return refusal  # as the apiserver's authorization (and admission): before anything is stored
         namespaces = _NAMESPACES_PATH.fullmatch(raw_request.path)

@@ -8,15 +8,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 
 from tests.e2e.operator_env import NAMESPACE, arena_operator
 from tests.fakes.services import free_port, stop, wait_until
+from tests.harness.faults import Fault
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.kubelet import Kubelet
 
@@ -114,12 +116,15 @@ def wait_config_ready(api: K8sApi) -> None:
 
 @contextmanager
 def lifetime_cluster(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *,
-                     trials: int, **kubelet_options: Any) -> Iterator[Kubelet]:
-    """`workers_and_bundle` with the operator running and the config Ready."""
-    with workers_and_bundle(api, tmp_path, monkeypatch, redis, trials=trials, **kubelet_options) as kubelet, \
-            arena_operator(api, tmp_path / "artifacts", monkeypatch):
-        wait_config_ready(api)
-        yield kubelet
+                     trials: int, configure: Callable[[kopf.OperatorSettings], None] | None = None,
+                     faults: Sequence[Fault] = (), **kubelet_options: Any) -> Iterator[Kubelet]:
+    """`workers_and_bundle` with the operator running (kopf settings adjusted by `configure`; `faults` injected
+    into the API server from its start on) and the config Ready."""
+    with workers_and_bundle(api, tmp_path, monkeypatch, redis, trials=trials, **kubelet_options) as kubelet:
+        api.emulator.faults.add(*faults)
+        with arena_operator(api, tmp_path / "artifacts", monkeypatch, configure=configure):
+            wait_config_ready(api)
+            yield kubelet
 
 
 def arenajob(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

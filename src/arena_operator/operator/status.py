@@ -11,11 +11,12 @@ from pydantic import BaseModel, ValidationError
 from ..api import conditions as c
 from ..api.conditions import get_condition, remove_condition, set_condition
 from ..api.kinds import spec_problems
-from ..kube import refusal
+from ..kube import refusal, transient
 from ..reconcile.outcome import Outcome, ReadyRule, rejected_spec
 
 M = TypeVar("M", bound=BaseModel)
 REFUSAL_RETRY_SECONDS = 30
+TRANSIENT_RETRY_SECONDS = 2
 
 
 def apply_outcome(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], outcome: Outcome,
@@ -52,9 +53,12 @@ def parse_or_reject(model: type[M], body: kopf.Body, spec: Mapping[str, Any], pa
 def report_refusal(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], exc: BaseException,
                    generation: int) -> None:
     """An API refusal (RBAC) becomes Ready=False, reason Forbidden, and a Warning event naming what was refused —
-    then kopf retries the handler later, once the permission may have been granted."""
+    then kopf retries the handler later, once the permission may have been granted. A transient API failure
+    (conflict, throttling, 5xx) is retried within seconds instead of after kopf's default minute."""
     message = refusal(exc)
     if message is None:
+        if (code := transient(exc)) is not None:
+            raise kopf.TemporaryError(f"Kubernetes API {code}; retrying", delay=TRANSIENT_RETRY_SECONDS) from None
         return
     if (get_condition(status.get("conditions"), c.READY) or {}).get("message") != message:
         out = Outcome()
