@@ -62,6 +62,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                                                            "would not read) are errors")
     run.add_argument("-j", "--concurrency", type=int, help="parallel runs (default: arena defaults.concurrency)")
     run.add_argument("--ci", action="store_true", help="exit 1 when any run errored or any assertion failed")
+    run.add_argument("--fail-fast", action=argparse.BooleanOptionalAction, default=True,
+                     help="stop a provider whose first runs all failed with an infrastructure error (auth, "
+                          "connection, DNS, down): its other runs are not attempted, exit 1 (default: on)")
     run.add_argument("--trials", type=int, help="runs per scenario × provider (overrides scenario trials)")
     run.add_argument("--resume", action="store_true", help="keep <out>/units/ and skip the runs already there")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -185,6 +188,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         mock_provider=args.mock_provider, mock_config=args.mock_config,
         formats=_globs([args.formats]) if args.formats else None, resume=args.resume, baseline=args.baseline,
         max_pass_rate_drop=args.max_drop, strict=args.strict, temperature=args.temperature, seed=args.seed,
+        fail_fast=args.fail_fast,
     )
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a directory for the reports")
@@ -214,6 +218,11 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         print_comparison(console, outcome.verdict)
     if outcome.interrupted:
         return EXIT_INTERRUPTED
+    errors = Console(stderr=True, soft_wrap=True)
+    for line in outcome.stops:
+        errors.print(f"arena: {line}", style="red", markup=False, highlight=False)
+    if outcome.stopped:
+        return EXIT_FAILURES
     regressed = bool(outcome.verdict and outcome.verdict.short.get("regressed"))
     if args.ci and (outcome.failures.total or regressed):
         why = [outcome.failures.verdict()] if outcome.failures.total else []

@@ -1,9 +1,10 @@
 """Per provider request measurements, taken at the provider itself: latency, time to first token, tokens, cost
 and the error class of every attempt.
 
-Retries are turned off for the providers under load: a retried request is load the target did not ask for and a
-latency nobody measured, and a 429 or 5xx is what a load test is there to count. So each attempt is one request,
-one measurement, and a failed one ends its scenario run with that error.
+Retries and the circuit breaker are turned off for the providers under load: a retried request is load the target
+did not ask for and a latency nobody measured, and a 429 or 5xx is what a load test is there to count (a refused
+one would count nothing). So each attempt is one request, one measurement, and a failed one ends its scenario run
+with that error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from ..engine.errors import ProviderError
 from ..engine.providers.base import Provider, RetryableError, RetryPolicy
+from ..engine.providers.circuit import CircuitBreaker, CircuitSettings
 from ..engine.providers.http import HTTPProvider
 from ..engine.providers.mock import MockProvider
 from ..engine.types import ChatRequest, ChatResponse
@@ -60,6 +62,7 @@ def instrument(providers: dict[str, Provider], ids: Iterable[str], recorder: Rec
     for provider_id in sorted(set(ids)):
         provider = providers[provider_id]
         provider.retry = RetryPolicy(max_retries=0)
+        provider.circuit = CircuitBreaker(provider_id, CircuitSettings(failures=0))  # every 5xx is a measurement
         # An instance attribute shadows the method: Provider.chat calls self._complete for every attempt.
         provider._complete = _timed(provider, provider._complete, recorder)  # type: ignore[method-assign]
         if isinstance(provider, HTTPProvider) and provider._client is None:

@@ -24,6 +24,7 @@ from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
 from ..results.failures import FailureDigest
 from ..results.formats import DEFAULT_FORMATS, wanted_formats
+from .failfast import FailFast
 from .inputs import InputHasher, MockFlags
 from .resume import InputLog
 
@@ -48,6 +49,7 @@ class LocalRunOptions:
     prepare: Callable[[Bundle], None] | None = None
     job_type: str = "evaluation"  # "datagen": a data generation run (datagen.local), with these dataGen settings
     data_gen: DataGenSettings | None = None
+    fail_fast: bool = True  # a provider whose every run so far failed with an infrastructure error runs no more
 
 
 @dataclass
@@ -61,6 +63,8 @@ class LocalRunOutcome:
     verdict: Verdict | None = None  # the comparison with --baseline, if one was asked for
     failures: FailureDigest = field(default_factory=FailureDigest)
     interrupted: bool = False  # Ctrl-C: the reports cover what finished; --resume continues
+    stops: list[str] = field(default_factory=list)  # providers stopped by fail-fast, or refused by their circuit
+    stopped: bool = False  # fail-fast stopped a provider: some runs were not attempted
 
 
 ProgressHook = Callable[[dict[str, Any]], None]
@@ -181,10 +185,13 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
         await asyncio.to_thread(shutil.rmtree, sink.units)  # a fresh run: the units of an earlier one go
     await sink.check()
 
+    failfast = FailFast({}, enabled=options.fail_fast)  # told the providers once they are built
+
     def todo() -> Iterator[RunCombination]:
-        """The plan, streamed (never a list: a million runs are a million objects), minus the units on disk."""
+        """The plan, streamed (never a list: a million runs are a million objects), minus the units on disk and the
+        runs of providers fail-fast stopped."""
         for combo in iter_plan(bundle, options.filters):
-            if not (options.resume and sink.unit_path(combo.run_id).exists()):
+            if not (options.resume and sink.unit_path(combo.run_id).exists()) and not failfast.skip(combo):
                 yield combo
 
     planned = sum(1 for _ in iter_plan(bundle, options.filters))
@@ -201,12 +208,14 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     providers = build_providers(bundle.providers, bundle.root, options.mock_provider, options.mock_config)
     executor = ConversationExecutor(bundle, providers)
     concurrency = options.concurrency or bundle.arena.defaults.concurrency
+    failfast.providers = providers
 
     writer = _UnitWriter(sink)
 
     async def record(combo: RunCombination, run: dict[str, Any]) -> None:
         await writer.put(combo.run_id, run)
         inputs.record(combo, run)
+        failfast.observe(run)
         if on_result:
             on_result(run)
 
@@ -229,4 +238,4 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     async for run in sink.iter_units(ordered=False):
         failures.add(run)
     return LocalRunOutcome(summary, planned, executed, planned - pending, out_dir, formats, verdict, failures,
-                           interrupted)
+                           interrupted, failfast.lines(), bool(failfast.stops))

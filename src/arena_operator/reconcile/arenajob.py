@@ -15,6 +15,7 @@ from ..api.arenajob import ArenaJobSpec
 from ..api.common import parse_duration, parse_rfc3339, rfc3339
 from ..engine.errors import BundleInvalid
 from ..results.formats import DEFAULT_FORMATS
+from ..results.summary import errors_line
 from ..runplan.apply import apply_to_bundle, refuse_unresolved_endpoints
 from ..runplan.forms import unsupported_fields
 from ..runplan.providers import ResolvedProviders, bundle_groups, resolve_providers
@@ -285,12 +286,13 @@ async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
         if ctx.spec.type == "datagen":
             return datagen_verdict(counters, aggregated)
         summary = aggregated.get("summary") or {}
-        if counters.completed == 0:
-            return "Failed", c.NO_UNIT_RAN, (f"none of the {counters.total} units could run (see errorKinds in the "
-                                             f"summary: {summary.get('errorKinds', {})}); results at {url}")
         where = f"results at {url}" if url else "no spec.output: summary only, in status.result.summary"
+        if counters.passed + counters.assertion_failed == 0:  # every unit errored: nothing was evaluated
+            return "Failed", c.NO_UNIT_RAN, (f"none of the {counters.total} units could run: "
+                                             f"{errors_line(summary) or 'no error recorded'}; {where}")
+        errors = f"; errors: {errors_line(summary)}" if summary.get("errorKinds") else ""
         return "Succeeded", c.COMPLETED, (f"{counters.completed} units completed, {counters.failed} failed; pass "
-                                          f"rate {summary.get('passRate', 0):.0%}; {where}")
+                                          f"rate {summary.get('passRate', 0):.0%}{errors}; {where}")
     if (c.get_condition(job_status.get("conditions"), "Complete") or {}).get("status") == c.TRUE:
         return "Failed", c.NO_REPORTS, f"the worker Job completed without writing reports; {partial}"
     failed = c.get_condition(job_status.get("conditions"), "Failed") or {}

@@ -9,6 +9,7 @@ from hdrh.histogram import HdrHistogram
 
 # Latencies in microseconds up to 1 hour, 3 significant digits: exact enough for p50/p95/p99.
 _MAX_US = 3_600_000_000
+EXAMPLE_CHARS = 300
 
 
 def _histogram() -> HdrHistogram:
@@ -80,6 +81,7 @@ class Summary:
         self.by_provider: dict[str, Tally] = {}
         self.matrix: dict[str, dict[str, dict[str, int]]] = {}
         self.error_kinds: dict[str, int] = {}
+        self.error_examples: dict[str, str] = {}  # kind → the first error of that kind: a status can say why
 
     def add(self, run: dict[str, Any]) -> None:
         provider = str(run.get("ProviderID", ""))
@@ -95,6 +97,8 @@ class Summary:
         if run.get("ErrorKind"):
             kind = str(run["ErrorKind"])
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+            if kind not in self.error_examples:
+                self.error_examples[kind] = " ".join(str(run.get("Error") or "").split())[:EXAMPLE_CHARS]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,4 +106,15 @@ class Summary:
             "providers": {p: t.to_dict() for p, t in sorted(self.by_provider.items())},
             "matrix": self.matrix,
             "errorKinds": self.error_kinds,
+            "errorExamples": self.error_examples,
         }
+
+
+def errors_line(summary: dict[str, Any], limit: int = 3) -> str:
+    """`12 unavailable (provider 'x' is unavailable: …); 2 timeout (…)`: the commonest error kinds of a summary, each
+    with its first message — what a status message says about runs that errored."""
+    kinds = sorted((summary.get("errorKinds") or {}).items(), key=lambda item: (-item[1], item[0]))
+    examples = summary.get("errorExamples") or {}
+    parts = [f"{count} {kind}" + (f" ({examples[kind]})" if examples.get(kind) else "") for kind, count in kinds]
+    hidden = len(parts) - limit
+    return "; ".join(parts[:limit]) + (f"; {hidden} more kind(s)" if hidden > 0 else "")

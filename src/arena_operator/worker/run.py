@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
+from ..engine.providers.circuit import UNAVAILABLE
 from ..engine.providers.registry import build_providers
 from ..logs import setup_logging
 from ..results.aggregate import aggregate
@@ -115,8 +116,16 @@ async def summary_from_queue(queue: WorkQueue) -> dict[str, Any]:
     """A job without `spec.output` keeps no files: its summary comes from the compact records in Redis."""
     summary = Summary()
     async for _unit_id, record in queue.done_results():
-        summary.add(record.get("result") or {"Status": "error", "ErrorKind": "failed", "Error": record.get("error")})
+        summary.add(record.get("result") or failed_record(str(record.get("error") or "")))
     return summary.to_dict()
+
+
+def failed_record(error: str) -> dict[str, Any]:
+    """A unit recorded failed, as a result: its kind is the prefix the worker wrote (`connection: …`), if any."""
+    kind, _, rest = error.partition(": ")
+    known = kind.isidentifier() and kind.islower() and bool(rest)
+    return {"Status": "error", "ErrorKind": kind, "Error": rest} if known else \
+        {"Status": "error", "ErrorKind": "failed", "Error": error}
 
 
 async def wait_for_queue(get_config: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
@@ -165,6 +174,13 @@ class Worker:
             keeper.cancel()
         self.metrics.observe(result)
         kind = result.get("ErrorKind") or ""
+        if result.get("Error") and kind == UNAVAILABLE:
+            # The provider's circuit is open: another attempt now would be refused the same way, so the unit is
+            # recorded failed with that reason and the job ends instead of circling its units through the queue.
+            if self.sink is not None:
+                await self.sink.put_unit(claimed.unit_id, result)
+            await self.queue.fail(claimed, f"{kind}: {result['Error']}", retryable=False)
+            return
         if result.get("Error") and kind in RETRYABLE_KINDS:
             recorded = await self.queue.fail(claimed, f"{kind}: {result['Error']}", retryable=True)
             if recorded and self.sink is not None:

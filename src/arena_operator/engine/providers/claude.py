@@ -149,13 +149,17 @@ class ClaudeProvider(HTTPProvider):
     async def _complete_stream(self, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
         state = _Reply()
+        stopped = False
         async with aclosing(self.stream_events(self.url, self.body(request), self.headers())) as events:
             async for _event, data, ms in events:
                 if not isinstance(data, dict):
                     continue
                 if data.get("type") == "error":
                     raise self._stream_error(data.get("error") or {})
+                stopped = stopped or data.get("type") == "message_stop"
                 state.feed(data, ms)
+        if not stopped:
+            raise RetryableError("stream ended before the reply was complete (no message_stop)", "bad_response")
         return state.response((time.perf_counter() - started) * 1000)
 
     def _stream_error(self, error: dict[str, Any]) -> Exception:

@@ -1,13 +1,22 @@
-"""Shared plumbing of HTTP providers: one pooled async client, API keys from env, errors classified."""
+"""Shared plumbing of HTTP providers: one pooled async client, API keys from env, errors classified.
+
+Every failure becomes a RetryableError (another attempt may work) or a ProviderError (final), with a kind:
+retryable statuses (RETRYABLE_STATUS) are `rate_limited`, `overloaded` or `server_error`; 401/403 `auth_error`;
+other 4xx `bad_request`; a hung or endless response `timeout`; a refused, reset or cut connection and a failed DNS
+lookup `connection` (the message says which, naming the host); a body that is not the JSON it should be —
+truncated, a proxy's HTML page, a stream event cut in the middle, a stream that ends before its end marker —
+`bad_response`. Messages never carry the API key (`_redact`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,9 +40,13 @@ class HTTPProvider(Provider):
         self.timeout = parse_duration(spec.timeout, 60.0)
         self._client: httpx.AsyncClient | None = None
 
+    def key_env(self) -> str | None:
+        """The name of the environment variable the key is read from (for messages: the name, never the value)."""
+        return self.spec.credential.credential_env or self.spec.credential.api_key_env or self.default_key_env
+
     def api_key(self) -> str | None:
         """The key is read from the environment variable the config names; it is never stored or logged."""
-        env = self.spec.credential.credential_env or self.spec.credential.api_key_env or self.default_key_env
+        env = self.key_env()
         return os.environ.get(env) if env else None
 
     @property
@@ -69,15 +82,15 @@ class HTTPProvider(Provider):
         started = time.perf_counter()
         try:
             response = await self.client.post(url, json=payload, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"timeout after {self.timeout:g}s ({type(exc).__name__})", "timeout") from None
         except httpx.TransportError as exc:
-            raise RetryableError(f"connection failed: {type(exc).__name__}", "connection") from None
+            raise self._transport_error(exc) from None
         self._raise_for(response, response.text)
         try:
             return response.json(), (time.perf_counter() - started) * 1000
-        except json.JSONDecodeError:
-            raise RetryableError("response is not JSON", "bad_response", response.status_code) from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RetryableError(f"response is not JSON (truncated, or not from the API?): "
+                                 f"{self._redact(response.text[:80])!r}", "bad_response",
+                                 response.status_code) from None
 
     async def stream_events(
         self, url: str, payload: dict[str, Any], headers: dict[str, str]
@@ -98,16 +111,39 @@ class HTTPProvider(Provider):
                     elif line.startswith("data:"):
                         data = line[5:].strip()
                         if data == "[DONE]":
+                            yield event, DONE, (time.perf_counter() - started) * 1000
                             return
                         try:
                             decoded = json.loads(data)
                         except json.JSONDecodeError:
-                            continue
+                            # A dropped event is a reply silently missing a piece: try again instead.
+                            raise RetryableError(f"stream event is not JSON (cut short?): "
+                                                 f"{self._redact(data[:80])!r}", "bad_response") from None
                         yield event, decoded, (time.perf_counter() - started) * 1000
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"timeout after {self.timeout:g}s ({type(exc).__name__})", "timeout") from None
         except httpx.TransportError as exc:
-            raise RetryableError(f"connection failed: {type(exc).__name__}", "connection") from None
+            raise self._transport_error(exc) from None
+
+    def _transport_error(self, exc: httpx.TransportError) -> RetryableError:
+        """What went wrong on the wire, in words, with the host it went wrong with (never the URL's path or query)."""
+        where = _host_of(self.base_url)
+        if isinstance(exc, httpx.TimeoutException):
+            return RetryableError(f"timeout after {self.timeout:g}s waiting for {where} ({type(exc).__name__})",
+                                  "timeout")
+        cause = _root_cause(exc)
+        detail = self._redact(str(cause) or type(cause).__name__)
+        if isinstance(cause, socket.gaierror):
+            message = f"cannot resolve host {where.rsplit(':', 1)[0]!r} (DNS: {detail})"
+        elif isinstance(cause, ConnectionRefusedError):
+            message = f"connection to {where} refused (nothing listening there?)"
+        elif isinstance(exc, httpx.ConnectError):
+            message = f"cannot connect to {where}: {detail}"
+        elif isinstance(exc, httpx.RemoteProtocolError):
+            message = f"connection to {where} closed before the response was complete: {detail}"
+        elif isinstance(exc, httpx.ReadError):
+            message = f"connection to {where} reset while reading the response: {detail}"
+        else:
+            message = f"connection to {where} failed: {type(exc).__name__}: {detail}"
+        return RetryableError(message, "connection")
 
     def _redact(self, text: str) -> str:
         """Servers and proxies sometimes echo the key in their error message; it must not reach a report."""
@@ -122,13 +158,36 @@ class HTTPProvider(Provider):
                     return await self._complete_stream(request)
                 return await self._complete_once(request)
         except TimeoutError:
-            raise RetryableError(f"no complete response within {self.timeout:g}s", "timeout") from None
+            raise RetryableError(f"no complete response from {_host_of(self.base_url)} within {self.timeout:g}s",
+                                 "timeout") from None
 
     async def _complete_once(self, request: ChatRequest) -> ChatResponse:
         raise NotImplementedError
 
     async def _complete_stream(self, request: ChatRequest) -> ChatResponse:
         raise NotImplementedError
+
+
+DONE = "[DONE]"  # stream_events yields it as the data of OpenAI's end marker, then stops
+
+
+def _host_of(base_url: str) -> str:
+    """host:port of a base URL, without user info (which may hold a credential)."""
+    parts = urlsplit(base_url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.hostname or base_url}:{port}" if port else str(parts.hostname or base_url)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The OS error under httpx's and httpcore's wrappers (a refused connection, a failed lookup)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    return exc
 
 
 def _error_detail(body: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition, Usage
 from .base import RetryableError, RetryPolicy
-from .http import HTTPProvider
+from .http import DONE, HTTPProvider
 
 # type → (base URL, key env). Local servers get no default key env, so an OpenAI key never leaves for them.
 _DEFAULTS: dict[str, tuple[str, str | None]] = {
@@ -145,8 +145,14 @@ class OpenAIProvider(HTTPProvider):
     async def _complete_stream(self, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
         state = _StreamState()
+        done = False
         async with aclosing(self.stream_events(self.url, self.body(request), self.headers())) as events:
             async for _event, chunk, ms in events:
                 if isinstance(chunk, dict):
                     state.feed(chunk, ms)
+                done = done or chunk == DONE
+        if not done and state.finish_reason is None:
+            # The connection ended cleanly but early (a proxy's cut-off): a reply missing its end is no reply.
+            raise RetryableError("stream ended before the reply was complete (no finish_reason, no [DONE])",
+                                 "bad_response")
         return state.response((time.perf_counter() - started) * 1000)
