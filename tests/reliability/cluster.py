@@ -4,6 +4,7 @@ restart (with an append-only file, or with no persistence at all)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from tests.harness.faults import Fault
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.kubelet import Kubelet
 
+# CI runs a quick subset (one timing seed or fault point per test, small loads); ARENA_RELIABILITY_FULL=1 runs all.
+FULL = os.environ.get("ARENA_RELIABILITY_FULL") == "1"
 UNIT_SECONDS = 1.5  # each unit's one model call: long enough to kill a worker in the middle of it
 BUNDLE = {
     "config.arena.yaml": """\
@@ -125,6 +128,11 @@ def lifetime_cluster(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         with arena_operator(api, tmp_path / "artifacts", monkeypatch, configure=configure):
             wait_config_ready(api)
             yield kubelet
+
+
+def sized(full: list[Any], quick: list[Any]) -> list[Any]:
+    """The parameters of a test: all of them with ARENA_RELIABILITY_FULL=1, else the quick subset."""
+    return full if FULL else quick
 
 
 def arenajob(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tests.e2e.operator_env import NAMESPACE
 from tests.harness.faults import Fault
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
-from tests.reliability.cluster import Redis, arenajob, finished, lifetime_cluster
+from tests.reliability.cluster import Redis, arenajob, finished, lifetime_cluster, sized
 
 UNITS = 6
 PLANS = {
@@ -42,7 +42,7 @@ def short_watches(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 0.2
 
 
-@pytest.mark.parametrize("plan", sorted(PLANS))
+@pytest.mark.parametrize("plan", sized(sorted(PLANS), ["status-patches-5xx", "watches-gone-and-failing"]))
 def test_a_job_survives_api_faults_and_ends_counted_exactly(k8s_api: K8sApi, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch, plan: str) -> None:
     redis = Redis(tmp_path / "redis", appendonly=False)
