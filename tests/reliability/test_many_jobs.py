@@ -7,6 +7,7 @@ once, one unit and one replica a job. All Succeed, each with exactly its own Red
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 
+from arena_operator.workqueue.connect import MAX_CONNECTIONS, OPERATOR_RETRIES, connect
 from tests.harness.client import ApiClient
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
@@ -150,3 +152,15 @@ def test_many_jobs_at_once_all_succeed_each_with_its_own_redis_keys(k8s_api: K8s
            operator_rss_idle=mib(idle_kib), operator_rss_peak=mib(peak_kib),
            status_lag_p50=f"{percentile(probe.lags, 0.5):.2f}s", status_lag_p95=f"{percentile(probe.lags, 0.95):.2f}s",
            lag_samples=len(probe.lags), redis_keys=len(keys), keys_per_job=f"{per_job[0]}-{per_job[-1]}")
+
+
+async def test_more_commands_at_once_than_the_pool_has_connections_wait_for_one(redis: Redis) -> None:
+    """Hundreds of jobs' timers use the operator's one Redis client at once: past its pool size a command waits
+    for a connection (it failed with MaxConnectionsError, and healthy jobs said RedisUnavailable)."""
+    client = connect(redis.url, retries=OPERATOR_RETRIES)
+    try:
+        replies = await asyncio.gather(*(client.blpop([f"nothing-{i}"], timeout=0.2)
+                                         for i in range(3 * MAX_CONNECTIONS)))
+    finally:
+        await client.aclose()
+    assert replies == [None] * (3 * MAX_CONNECTIONS)
