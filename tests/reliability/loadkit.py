@@ -22,7 +22,6 @@ from tests.fakes.services import free_port
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.reliability.cluster import BUNDLE, UNIT_SECONDS, Redis
 
-FULL = os.environ.get("ARENA_RELIABILITY_FULL") == "1"
 RSS_SAMPLE_SECONDS = 0.02
 CONFIG = "lifetime"  # the ArenaConfig every provisioned namespace has
 

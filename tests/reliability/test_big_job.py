@@ -17,8 +17,8 @@ import pytest
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
-from tests.reliability.cluster import Redis, finished
-from tests.reliability.loadkit import CONFIG, FULL, RssSampler, job, mib, operator_process, report, rss_kib, wait
+from tests.reliability.cluster import FULL, Redis, finished
+from tests.reliability.loadkit import CONFIG, RssSampler, job, mib, operator_process, report, rss_kib, wait
 
 SCENARIOS = 10
 TRIALS = 10_000 if FULL else 1_000

@@ -12,7 +12,7 @@ import pytest
 from arena_operator.sources.artifact import build_artifact
 from arena_operator.sources.errors import SourceError
 from arena_operator.sources.store import BUNDLES_DIR, ArtifactStore
-from tests.reliability.loadkit import FULL
+from tests.reliability.cluster import FULL
 
 REVISIONS = 200 if FULL else 40
 MAX_BYTES = 10_000_000

@@ -21,9 +21,8 @@ from tests.harness.client import ApiClient
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
-from tests.reliability.cluster import Redis, finished
+from tests.reliability.cluster import FULL, Redis, finished
 from tests.reliability.loadkit import (
-    FULL,
     job,
     mib,
     operator_process,

@@ -38,8 +38,8 @@ from arena_operator.reconcile.outcome import Outcome
 from arena_operator.reconcile.template import is_template, reconcile_template
 from arena_operator.sources.store import BUNDLES_DIR, ArtifactStore
 from arena_operator.worker.run import summary_from_queue
-from tests.reliability.cluster import BUNDLE, Redis
-from tests.reliability.loadkit import FULL, report, wait
+from tests.reliability.cluster import BUNDLE, FULL, Redis
+from tests.reliability.loadkit import report, wait
 
 DAYS = 7 if FULL else 1
 TICK = timedelta(minutes=10)
