@@ -77,6 +77,10 @@ def apply(obj: dict[str, Any], outcome: Outcome) -> None:
     status["conditions"] = conditions
 
 
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref["uid"] == uid for ref in obj["metadata"].get("ownerReferences", []))
+
+
 class Cluster:
     """The API objects, in memory, behind the calls of arena_operator.kube.Workloads the controllers make."""
 
@@ -84,6 +88,7 @@ class Cluster:
         self.clock, self.uids = clock, itertools.count()
         self.arenajobs: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}  # worker batch/v1 Jobs
+        self.secrets: dict[str, dict[str, Any]] = {}  # the worker Secrets (the Redis URL)
         self.deleted: list[dict[str, Any]] = []  # ArenaJobs whose finalizer is still to run
 
     def new(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,18 +112,23 @@ class Cluster:
         if obj is None:
             return
         self.deleted.append(obj)
-        owned = [n for n, o in {**self.arenajobs, **self.jobs}.items()
-                 if any(ref["uid"] == obj["metadata"]["uid"] for ref in o["metadata"].get("ownerReferences", []))]
-        for child in owned:
-            if child in self.jobs:
-                self.jobs.pop(child)
-            else:
-                await self.delete_custom(group, version, plural, namespace, child)
+        uid = obj["metadata"]["uid"]
+        for kind in (self.jobs, self.secrets):
+            for name_ in [n for n, o in kind.items() if owned_by(o, uid)]:
+                kind.pop(name_)
+        for child in [n for n, o in self.arenajobs.items() if owned_by(o, uid)]:
+            await self.delete_custom(group, version, plural, namespace, child)
 
     async def create_job(self, namespace: str, manifest: dict) -> bool:
         if manifest["metadata"]["name"] in self.jobs:
             return False
         self.jobs[manifest["metadata"]["name"]] = {**manifest, "status": {}}
+        return True
+
+    async def create_secret(self, namespace: str, manifest: dict) -> bool:
+        if manifest["metadata"]["name"] in self.secrets:
+            return False
+        self.secrets[manifest["metadata"]["name"]] = manifest
         return True
 
     async def delete_job(self, namespace: str, name: str) -> None:
@@ -270,9 +280,12 @@ async def test_simulated_days_of_schedules_ttl_and_history_leave_only_what_the_l
     assert children["on-change"] == ["Succeeded"]
     # a worker Job only for a kept run that Succeeded (a fatal error deletes the failed run's at once)
     assert sorted(soak.cluster.jobs) == sorted(f"{n}-worker" for n, phase in left.items() if phase == "Succeeded")
+    assert sorted(ref["name"] for secret in soak.cluster.secrets.values()
+                  for ref in secret["metadata"]["ownerReferences"]) == sorted(left)  # one for each kept run
     assert len(artifacts) == KEEP and len(bundles(soak.store)) <= KEEP and most_bundles <= KEEP + 1
     assert scratch == []
     report(f"soak of {DAYS} simulated day(s)", runs=soak.runs, revisions=soak.revision,
-           children_left=len(left), worker_jobs_left=len(soak.cluster.jobs), redis_keys_at_end=keys_before_ttl,
+           children_left=len(left), worker_jobs_left=len(soak.cluster.jobs),
+           worker_secrets_left=len(soak.cluster.secrets), redis_keys_at_end=keys_before_ttl,
            redis_keys_after_ttl=0, artifacts=len(artifacts), unpacked_bundles=len(bundles(soak.store)),
            most_unpacked_bundles=most_bundles)
