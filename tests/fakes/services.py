@@ -331,12 +331,17 @@ class RedisServer:
         wait_until(self._pong, self.proc, "redis-server")
 
     def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(7) == b"+PONG\r\n"
-        except OSError:
-            return False
+        return redis_answers(self.port)
+
+
+def redis_answers(port: int) -> bool:
+    """A redis-server on 127.0.0.1:`port` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(7) == b"+PONG\r\n"
+    except OSError:
+        return False
 
 
 def _require(binary: str) -> None:

@@ -72,7 +72,7 @@ async def test_worker_without_redis_or_config_exits_1_without_leaking_the_url(
         redis_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     settings = WorkerSettings(artifact_url="http://127.0.0.1:1/a", artifact_digest="sha256:0",
                               redis_url="redis://:s3cret-pass@127.0.0.1:1/0", job_key="arena:{ns/j/u}", output={},
-                              namespace="ns", job="j")
+                              namespace="ns", job="j", queue_wait=1.0, redis_retries=1)
     assert await run_worker(settings) == 1
     assert "s3cret-pass" not in caplog.text and "cannot reach Redis" in caplog.text
     settings.redis_url = redis_server.url

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,8 @@ import kopf
 import pytest
 
 from tests.e2e.operator_env import NAMESPACE, arena_operator
-from tests.fakes.services import free_port, stop, wait_until
+from tests.e2e.test_arenasource import FLAT_BUNDLE
+from tests.fakes.services import free_port, redis_answers, stop, wait_until
 from tests.harness.faults import Fault
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.kubelet import Kubelet
@@ -26,21 +26,10 @@ from tests.harness.kubelet import Kubelet
 # CI runs a quick subset (one timing seed or fault point per test, small loads); ARENA_RELIABILITY_FULL=1 runs all.
 FULL = os.environ.get("ARENA_RELIABILITY_FULL") == "1"
 UNIT_SECONDS = 1.5  # each unit's one model call: long enough to kill a worker in the middle of it
-BUNDLE = {
-    "config.arena.yaml": """\
-apiVersion: promptkit.altairalabs.ai/v1alpha1
-kind: Arena
-metadata: {name: lifetime}
-spec:
-  providers: [{file: provider.yaml}]
-  scenarios: [{file: scenario.yaml}]
-  defaults: {}
-""",
-    "provider.yaml": f"kind: Provider\nmetadata: {{name: bot}}\nspec: {{type: mock, additional_config: "
-                     f"{{latency_ms: {int(UNIT_SECONDS * 1000)}}}}}\n",
-    "scenario.yaml": "kind: Scenario\nmetadata: {name: hello}\n"
-                     "spec: {description: says hi, turns: [{role: user, content: hi}]}\n",
-}
+CONFIG = "lifetime"  # the ArenaConfig every provisioned namespace has
+# The flat ConfigMap bundle of the ArenaSource tests (one scenario, one mock provider), its provider slowed down.
+BUNDLE = {**FLAT_BUNDLE, "provider.yaml": "kind: Provider\nmetadata: {name: bot}\nspec: {type: mock, "
+                                          f"additional_config: {{latency_ms: {int(UNIT_SECONDS * 1000)}}}}}\n"}
 
 
 class Redis:
@@ -59,15 +48,7 @@ class Redis:
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--dir", str(self.dir), *persistence],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._pong, self.proc, "redis-server", timeout=30)
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(7) == b"+PONG\r\n"
-        except OSError:
-            return False
+        wait_until(lambda: redis_answers(self.port), self.proc, "redis-server", timeout=30)
 
     def crash(self) -> None:
         assert self.proc is not None
@@ -90,6 +71,23 @@ class Redis:
             stop(self.proc)
 
 
+def provision(api: K8sApi, namespace: str, *, trials: int, concurrency: int = 1, unit_seconds: float = UNIT_SECONDS,
+              bundle: dict[str, str] | None = None) -> None:
+    """Namespace `namespace` with ConfigMap `bundle` (BUNDLE, its mock provider taking `unit_seconds` a call, or the
+    files given), ArenaSource `cm` on it and ArenaConfig `lifetime` with `trials` units, `concurrency` model calls
+    at a time per worker."""
+    api.create_namespace(namespace)
+    provider = BUNDLE["provider.yaml"].replace(str(int(UNIT_SECONDS * 1000)), str(int(unit_seconds * 1000)))
+    api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": namespace},
+                "data": bundle or {**BUNDLE, "provider.yaml": provider}})
+    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                "metadata": {"name": "cm", "namespace": namespace},
+                "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
+    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
+                "metadata": {"name": CONFIG, "namespace": namespace},
+                "spec": {"sourceRef": {"name": "cm"}, "trials": trials, "concurrency": concurrency}})
+
+
 @contextmanager
 def workers_and_bundle(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: Redis, *, trials: int,
                        unit_seconds: float = UNIT_SECONDS, **kubelet_options: Any) -> Iterator[Kubelet]:
@@ -98,22 +96,13 @@ def workers_and_bundle(api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     visibility timeout is the default (120 s): nothing here waits for it."""
     monkeypatch.setenv("ARENA_REDIS_URL", redis.url)
     monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
-    api.create_namespace(NAMESPACE)
+    provision(api, NAMESPACE, trials=trials, unit_seconds=unit_seconds)
     with Kubelet(api, tmp_path / "kubelet", namespaces=[NAMESPACE], **kubelet_options) as kubelet:
-        provider = BUNDLE["provider.yaml"].replace(str(int(UNIT_SECONDS * 1000)), str(int(unit_seconds * 1000)))
-        api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": NAMESPACE},
-                    "data": {**BUNDLE, "provider.yaml": provider}})
-        api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                    "metadata": {"name": "cm", "namespace": NAMESPACE},
-                    "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
-        api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
-                    "metadata": {"name": "lifetime", "namespace": NAMESPACE},
-                    "spec": {"sourceRef": {"name": "cm"}, "trials": trials, "concurrency": 1}})
         yield kubelet
 
 
 def wait_config_ready(api: K8sApi) -> None:
-    api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, "lifetime",
+    api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, CONFIG,
                  lambda o: dig(o, "status.phase") == "Ready", timeout=30)
 
 
@@ -137,7 +126,7 @@ def sized(full: list[Any], quick: list[Any]) -> list[Any]:
 
 def arenajob(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"configRef": {"name": "lifetime"}, "type": "evaluation", "workers": {"replicas": replicas},
+            "spec": {"configRef": {"name": CONFIG}, "type": "evaluation", "workers": {"replicas": replicas},
                      **spec}}
 
 

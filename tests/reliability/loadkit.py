@@ -20,25 +20,9 @@ from typing import Any
 
 from tests.fakes.services import free_port
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
-from tests.reliability.cluster import BUNDLE, UNIT_SECONDS, Redis
+from tests.reliability.cluster import CONFIG, Redis
 
 RSS_SAMPLE_SECONDS = 0.02
-CONFIG = "lifetime"  # the ArenaConfig every provisioned namespace has
-
-
-def provision(api: K8sApi, namespace: str, *, trials: int, concurrency: int = 1) -> None:
-    """ConfigMap `bundle` (cluster.py's bundle, its mock provider answering at once), ArenaSource `cm` and
-    ArenaConfig `lifetime` with `trials` units."""
-    api.create_namespace(namespace)
-    provider = BUNDLE["provider.yaml"].replace(f"latency_ms: {int(UNIT_SECONDS * 1000)}", "latency_ms: 0")
-    api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": namespace},
-                "data": {**BUNDLE, "provider.yaml": provider}})
-    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                "metadata": {"name": "cm", "namespace": namespace},
-                "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
-    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
-                "metadata": {"name": CONFIG, "namespace": namespace},
-                "spec": {"sourceRef": {"name": "cm"}, "trials": trials, "concurrency": concurrency}})
 
 
 def wait_configs_ready(api: K8sApi, namespaces: list[str], timeout: float = 90.0) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
-from tests.reliability.cluster import FULL, Redis, finished
+from tests.reliability.cluster import FULL, Redis, finished, provision
 from tests.reliability.loadkit import CONFIG, RssSampler, job, mib, operator_process, report, rss_kib, wait
 
 SCENARIOS = 10
@@ -53,15 +53,7 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
 @pytest.mark.timeout(300 + UNITS // 50)  # the suite's 120 s is for one test of ordinary size
 def test_one_job_of_many_units_plans_in_bounded_memory_and_counts_every_unit_once(
         k8s_api: K8sApi, tmp_path: Path, redis: Redis) -> None:
-    k8s_api.create_namespace(NAMESPACE)
-    k8s_api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle", "namespace": NAMESPACE},
-                    "data": bundle()})
-    k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                    "metadata": {"name": "cm", "namespace": NAMESPACE},
-                    "spec": {"type": "configmap", "configMap": {"name": "bundle"}}})
-    k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaConfig",
-                    "metadata": {"name": CONFIG, "namespace": NAMESPACE},
-                    "spec": {"sourceRef": {"name": "cm"}, "trials": TRIALS, "concurrency": CONCURRENCY}})
+    provision(k8s_api, NAMESPACE, trials=TRIALS, concurrency=CONCURRENCY, bundle=bundle())
     with Kubelet(k8s_api, tmp_path / "kubelet", namespaces=[NAMESPACE]), \
             operator_process(k8s_api, tmp_path / "operator", redis, [NAMESPACE]) as op:
         k8s_api.wait_for(ARENA_API_VERSION, "arenaconfigs", NAMESPACE, CONFIG,

@@ -21,13 +21,12 @@ from tests.harness.client import ApiClient
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
-from tests.reliability.cluster import FULL, Redis, finished
+from tests.reliability.cluster import FULL, Redis, finished, provision
 from tests.reliability.loadkit import (
     job,
     mib,
     operator_process,
     percentile,
-    provision,
     report,
     rss_kib,
     wait,
@@ -112,7 +111,7 @@ def test_many_jobs_at_once_all_succeed_each_with_its_own_redis_keys(k8s_api: K8s
                                                                      spread: int) -> None:
     namespaces = [f"load-{i}" for i in range(spread)]
     for namespace in namespaces:
-        provision(k8s_api, namespace, trials=1)
+        provision(k8s_api, namespace, trials=1, unit_seconds=0)
     with Kubelet(k8s_api, tmp_path / "kubelet", namespaces=None) as kubelet, \
             operator_process(k8s_api, tmp_path / "operator", redis, namespaces if spread == 1 else None) as op:
         wait_configs_ready(k8s_api, namespaces)

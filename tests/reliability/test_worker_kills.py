@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.operator_env import NAMESPACE, arena_operator
+from tests.e2e.operator_env import NAMESPACE
 from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
-from tests.reliability.cluster import Redis, arenajob, finished, sized, wait_config_ready, workers_and_bundle
+from tests.reliability.cluster import Redis, arenajob, finished, lifetime_cluster, sized
 
 CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "results", "namespace": NAMESPACE},
          "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
@@ -34,9 +34,7 @@ def test_a_worker_killed_at_a_seeded_moment_loses_and_doubles_nothing(
     rng = random.Random(seed)
     redis = Redis(tmp_path / "redis", appendonly=False)
     try:
-        with workers_and_bundle(k8s_api, tmp_path, monkeypatch, redis, trials=30, unit_seconds=0.3) as kubelet, \
-                arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch):
-            wait_config_ready(k8s_api)
+        with lifetime_cluster(k8s_api, tmp_path, monkeypatch, redis, trials=30, unit_seconds=0.3) as kubelet:
             k8s_api.create(CLAIM)
             k8s_api.create(arenajob("kill", replicas=3, output=OUTPUT))
             k8s_api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "kill",
@@ -58,9 +56,7 @@ def test_the_worker_writing_the_reports_killed_mid_way_another_finishes_them(
         k8s_api: K8sApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     redis = Redis(tmp_path / "redis", appendonly=False)
     try:
-        with workers_and_bundle(k8s_api, tmp_path, monkeypatch, redis, trials=600, unit_seconds=0.0) as kubelet, \
-                arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch):
-            wait_config_ready(k8s_api)
+        with lifetime_cluster(k8s_api, tmp_path, monkeypatch, redis, trials=600, unit_seconds=0.0) as kubelet:
             k8s_api.create(CLAIM)
             job = k8s_api.create(arenajob("aggregate", replicas=3, output=OUTPUT,
                                           evaluation={"outputFormats": ["json", "junit", "csv"]}))

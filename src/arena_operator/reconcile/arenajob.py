@@ -249,7 +249,10 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
 
 
 async def step_observe(ctx: JobContext, out: Outcome) -> None:
-    """Copy counters to status; finish on aggregation, a fatal worker error or a failed worker Job; autoscale."""
+    """Copy counters to status; finish on aggregation, a fatal worker error or a failed worker Job; autoscale.
+    The aggregation record is read before the counters: it is written only after the drain, so counters read after
+    it are final (read before, a unit finished in between would be missing from the verdict)."""
+    aggregated = await ctx.queue.aggregated()
     counters = await ctx.queue.counters()
     out.retried = counters.retried
     job_status = (ctx.worker_job or {}).get("status") or {}
@@ -258,7 +261,7 @@ async def step_observe(ctx: JobContext, out: Outcome) -> None:
                                 "pending": counters.pending},
                       progressText=done, activeWorkers=int(job_status.get("active") or 0))
     out.status.update(await datagen_progress(ctx.queue, ctx.spec) if ctx.spec.type == "datagen" else {})
-    verdict = await _verdict(ctx, counters, job_status, out)
+    verdict = await _verdict(ctx, counters, aggregated, job_status, out)
     if verdict is not None:
         phase, reason, message = verdict
         out.condition(c.COMPLETE, phase == "Succeeded", reason, message)
@@ -270,7 +273,7 @@ async def step_observe(ctx: JobContext, out: Outcome) -> None:
     return await _autoscale(ctx, out, counters)
 
 
-async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
+async def _verdict(ctx: JobContext, counters: Any, aggregated: dict[str, Any] | None, job_status: dict[str, Any],
                    out: Outcome) -> tuple[str, str, str] | None:
     """(phase, reason, message) once the job has ended, else None."""
     partial = f"{counters.completed + counters.failed}/{counters.total} units done, partial results kept"
@@ -278,7 +281,6 @@ async def _verdict(ctx: JobContext, counters: Any, job_status: dict[str, Any],
     if fatal:
         await ctx.workloads.delete_job(ctx.namespace, worker_job_name(ctx.name))
         return "Failed", c.WORKER_FAILED, fatal
-    aggregated = await ctx.queue.aggregated()
     if aggregated is not None:
         url = aggregated.get("url")
         out.status["result"] = {"summary": aggregated.get("summary"), **({"url": url} if url else {})}

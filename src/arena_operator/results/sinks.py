@@ -195,7 +195,8 @@ class S3Sink:
                 if not _transient(cause) or waited >= self.outage_seconds:
                     error = self._error(cause, op, key)
                     if waited >= self.outage_seconds > 0:
-                        error = SinkError(error.reason, f"{error.message} (still failing after {waited:.0f}s)")
+                        error = SinkError(error.reason, f"{error.message} (gave up after {self.outage_seconds:g}s of "
+                                                        f"retries, {OUTAGE_ENV})")
                     raise error from None
             attempt += 1
             await asyncio.sleep(random.uniform(0, min(OUTAGE_BACKOFF_CAP_SECONDS, 0.5 * 2 ** attempt)))

@@ -35,7 +35,7 @@ from ..runplan.apply import apply_resolved_config
 from ..runplan.units import WorkUnit
 from ..sources.download import fetch_bundle
 from ..sources.errors import SourceError
-from ..workqueue.connect import connect
+from ..workqueue.connect import WORKER_RETRIES, connect
 from ..workqueue.queue import (
     DEFAULT_AGGREGATION_LEASE_SECONDS,
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
@@ -73,6 +73,8 @@ class WorkerSettings:
     results_dir: Path | None = None
     metrics_port: int | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    queue_wait: float = QUEUE_WAIT_SECONDS  # how long to wait for the job's (re)planned queue
+    redis_retries: int = WORKER_RETRIES  # per command, across a Redis restart (workqueue.connect)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
@@ -128,10 +130,11 @@ def failed_record(error: str) -> dict[str, Any]:
         {"Status": "error", "ErrorKind": "failed", "Error": error}
 
 
-async def wait_for_queue(get_config: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
-    """The job's config, waiting up to QUEUE_WAIT_SECONDS for it: a pod may start, or a queue be lost, just before
+async def wait_for_queue(get_config: Callable[[], Awaitable[dict[str, Any] | None]],
+                         wait: float = QUEUE_WAIT_SECONDS) -> dict[str, Any] | None:
+    """The job's config, waiting up to `wait` seconds for it: a pod may start, or a queue be lost, just before
     the operator (re)plans the job."""
-    deadline = time.monotonic() + QUEUE_WAIT_SECONDS
+    deadline = time.monotonic() + wait
     while (config := await get_config()) is None and time.monotonic() < deadline:
         await asyncio.sleep(1.0)
     return config
@@ -201,9 +204,9 @@ class Worker:
             if "NOGROUP" not in str(exc):
                 raise
         # Redis lost the queue (restarted without persistence): the operator plans the job again.
-        if await wait_for_queue(self.queue.get_config) is None:
+        if await wait_for_queue(self.queue.get_config, self.settings.queue_wait) is None:
             raise WorkerError(f"the job's queue vanished from Redis and was not planned again within "
-                              f"{QUEUE_WAIT_SECONDS:.0f}s")
+                              f"{self.settings.queue_wait:.0f}s")
         return []
 
     async def _slot(self) -> None:
@@ -272,18 +275,18 @@ def worker_class(config: dict[str, Any]) -> type[Worker]:
 
 async def run_worker(settings: WorkerSettings, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
     """The worker's whole life; returns the process exit code (0 drained or cancelled, 1 fatal)."""
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, retries=settings.redis_retries)
     metrics = WorkerMetrics(settings.metrics_port)
     try:
         queue = WorkQueue(client, settings.job_key)
         try:
-            config = await wait_for_queue(queue.get_config)
+            config = await wait_for_queue(queue.get_config, settings.queue_wait)
         except RedisError as exc:  # redis-py names host and port, never the password; the URL is not logged
             log.error("cannot reach Redis: %s: %s", type(exc).__name__, exc)
             return 1
         if config is None:
             log.error("no job config in Redis under %s after %.0fs (was the job deleted?)", settings.job_key,
-                      QUEUE_WAIT_SECONDS)
+                      settings.queue_wait)
             return 1
         visibility = float(config.get("visibilityTimeout") or DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
         queue = WorkQueue(client, settings.job_key, visibility_timeout=visibility,
