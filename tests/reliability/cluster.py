@@ -134,8 +134,10 @@ def finished(obj: dict[str, Any] | None) -> bool:
     return dig(obj, "status.phase") in ("Succeeded", "Failed", "Cancelled")
 
 
-def wait_running_unit(kubelet: Kubelet, redis: Redis, job: str, timeout: float = 30.0) -> str:
-    """The name of a running worker pod that holds a unit right now (XPENDING of the job's stream)."""
+def wait_running_unit(kubelet: Kubelet, redis: Redis, job: str, timeout: float = 30.0,
+                      fresh_ms: int = 300) -> str:
+    """The name of a running worker pod that was handed a unit under `fresh_ms` ago (XPENDING of the job's
+    stream), so that a kill now lands while it still holds it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = {pod.name for pod in kubelet.pods(f"{job}-worker") if pod.running}
@@ -143,8 +145,10 @@ def wait_running_unit(kubelet: Kubelet, redis: Redis, job: str, timeout: float =
             if key.endswith(":stream") and f"/{job}/" in key:
                 out = subprocess.run(["redis-cli", "-p", str(redis.port), "xpending", key, "workers", "-", "+", "10"],
                                      capture_output=True, text=True).stdout.split()
-                holders = [name for name in out if name in running]
+                entries = [out[i:i + 4] for i in range(0, len(out) - 3, 4)]  # id, consumer, idle ms, deliveries
+                holders = [consumer for _, consumer, idle, _ in entries
+                           if consumer in running and idle.isdigit() and int(idle) < fresh_ms]
                 if holders:
                     return holders[0]
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError(f"no worker of {job} was seen holding a unit")
