@@ -39,8 +39,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALLOW_PRIVATE_VARIABLE = "ARENA_EGRESS_ALLOW_PRIVATE"
 ALLOW_CIDRS_VARIABLE = "ARENA_EGRESS_ALLOW_CIDRS"
+#: Whether a bundle's stdio MCP server (a command: arbitrary code in the worker pod) may run in the cluster.
+ALLOW_MCP_STDIO_VARIABLE = "ARENA_ALLOW_MCP_STDIO"
 #: The operator's settings a worker Job copies into its pods (plain values: they are policy, not secrets).
-SETTING_VARIABLES = (ALLOW_PRIVATE_VARIABLE, ALLOW_CIDRS_VARIABLE)
+SETTING_VARIABLES = (ALLOW_PRIVATE_VARIABLE, ALLOW_CIDRS_VARIABLE, ALLOW_MCP_STDIO_VARIABLE)
 REFUSED_KIND = "egress_refused"
 
 _nets = ipaddress.ip_network
@@ -178,6 +180,11 @@ def confine_process(policy: EgressPolicy | None) -> None:
     """From now on clients built in this process follow `policy` (None: back to the local default)."""
     global _process_policy
     _process_policy = policy
+
+
+def confined() -> bool:
+    """Whether this is a cluster process (`arena worker`, the operator) rather than a developer's `arena run`."""
+    return _process_policy is not None
 
 
 def current_policy() -> EgressPolicy:

@@ -14,6 +14,7 @@ from .bundle import Bundle
 from .durations import parse_duration
 from .errors import ProviderError
 from .evalctx import EvalEnvironment, eval_metadata, spend_of
+from .mcp import McpStartError, McpTools
 from .persona import persona_system_prompt, swap_roles
 from .plan import RunCombination
 from .providers.base import Provider
@@ -59,7 +60,7 @@ class ConversationExecutor:
     def __init__(self, bundle: Bundle, providers: dict[str, Provider], tools: ToolRunner | None = None) -> None:
         self.bundle = bundle
         self.providers = providers
-        self.tools = tools or ToolRunner(bundle.tools)
+        self.tools = tools or ToolRunner(bundle.tools, McpTools(bundle.arena, bundle.root))
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
         self._prepared: dict[str, _Prepared] = {}
         self.evals = EvalEnvironment(bundle, providers, self.tools)
@@ -69,14 +70,19 @@ class ConversationExecutor:
         for provider in self.providers.values():
             await provider.aclose()
 
-    def _prepare(self, scenario_id: str) -> _Prepared:
+    async def _prepare(self, scenario_id: str) -> _Prepared:
+        """Raises McpStartError when a server the prompt's tools come from does not start."""
         if scenario_id not in self._prepared:
             scenario = self.bundle.scenarios[scenario_id]
             prompt, _ = self.bundle.prompt_for(scenario)
             system = render(prompt.system_template, self.bundle.variables_for(scenario)) if prompt else ""
             names = list(prompt.allowed_tools) if prompt else list(self.bundle.tools)
-            allowed = {n for n in names if n in self.bundle.tools} - set(scenario.tool_policy.blocklist)
-            tools = [definition(self.bundle.tools[n]) for n in names if n in allowed]
+            mcp = self.tools.mcp
+            if mcp is not None and (servers := mcp.needed(names)):
+                self.tools.tools.update(await mcp.ensure(servers))
+            known = self.tools.tools
+            allowed = {n for n in names if n in known} - set(scenario.tool_policy.blocklist)
+            tools = [definition(known[n]) for n in names if n in allowed]
             guards = [guardrail_for(v) for v in (prompt.validators if prompt else []) if v.enabled]
             self._prepared[scenario_id] = _Prepared(system, tools, allowed, prompt, guards)
         return self._prepared[scenario_id]
@@ -87,7 +93,12 @@ class ConversationExecutor:
         provider = self.providers[combo.provider_id]
         result = RunResult(run_id=combo.run_id, scenario_id=combo.scenario_id, provider_id=combo.provider_id,
                            region=combo.region, trial=combo.trial, prompt_pack=self.bundle.root.name)
-        run = _Run(combo, scenario, provider, self._prepare(combo.scenario_id), result, self.evals.services(result))
+        try:
+            prepared = await self._prepare(combo.scenario_id)
+        except McpStartError as exc:
+            result.error, result.error_kind, result.end_time = str(exc), exc.kind, datetime.now(UTC)
+            return result
+        run = _Run(combo, scenario, provider, prepared, result, self.evals.services(result))
         result.params = self._params(run)
         try:
             await asyncio.wait_for(self._converse(run), self.run_timeout)

@@ -1,4 +1,4 @@
-"""Executes the tool calls a model asks for: mock results from the bundle, or a live HTTP endpoint."""
+"""Executes the tool calls a model asks for: mock results from the bundle, a live HTTP endpoint, or an MCP server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import jsonschema
 from .egress import EgressRefused, async_client
 from .envexpand import UnsetVariable, current_env
 from .errors import TemplateError, ToolError
+from .mcp import McpTools
 from .schemas import first_error
 from .spec import ToolSpec
 from .templating import render
@@ -27,13 +28,17 @@ def _as_text(value: Any) -> str:
 
 
 class ToolRunner:
-    """Runs tools by name. One shared HTTP client; live tools honour their own timeout."""
+    """Runs tools by name. One shared HTTP client; live tools honour their own timeout. MCP tools join `tools`
+    when their server starts (`mcp`)."""
 
-    def __init__(self, tools: dict[str, ToolSpec]) -> None:
-        self.tools = tools
+    def __init__(self, tools: dict[str, ToolSpec], mcp: McpTools | None = None) -> None:
+        self.tools = dict(tools)
+        self.mcp = mcp
         self._client: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
+        if self.mcp is not None:
+            await self.mcp.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -60,6 +65,8 @@ class ToolRunner:
             raise ToolError(f"arguments do not match input_schema: {invalid.message}", "validation")
         if tool.mode == "live" and tool.http is not None:
             return await self._http(tool, call.args)
+        if tool.mode == "mcp" and self.mcp is not None:
+            return await self.mcp.call(call.name, call.args)
         if tool.mode != "mock":
             raise ToolError(f"tool mode {tool.mode!r} is not supported (use mock or live http)")
         if tool.mock_template is not None:

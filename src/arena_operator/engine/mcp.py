@@ -1,0 +1,256 @@
+"""MCP servers declared in the arena config (`mcp_servers`, `runtime.mcp_servers`), as tools for the model.
+
+A server starts the first time a run's prompt offers one of its tools (`allowed_tools: [mcp__<server>__<tool>]`),
+not at load time: `arena validate` starts nothing, and a declared server no prompt uses never runs. Its tools are
+listed once and become ``ToolSpec(mode="mcp")`` entries named ``mcp__<server>__<tool>``, so the tool runner
+validates arguments and records them like any other tool. Every server is bounded: the start (spawn, handshake
+and tool listing) by ``start_timeout_ms``, each call by ``timeout_ms``, each result by ``MAX_OUTPUT_CHARS``. A
+server that does not start is remembered and fails every run that needs it, naming the server with its stderr tail.
+
+Only stdio servers (``command``) run here. In the cluster (a process confined by the egress policy: ``arena
+worker``) they run inside the worker pod only when the cluster admin sets ``ARENA_ALLOW_MCP_STDIO=true`` on the
+operator (which copies it into worker pods): a bundle's command is arbitrary code. HTTP servers (``url``) are
+refused with a clear error until the SDK's HTTP client can be put under the egress policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .egress import ALLOW_MCP_STDIO_VARIABLE, confined
+from .errors import ToolError
+from .spec import ArenaSpec, ToolSpec
+
+PREFIX = "mcp__"
+START_TIMEOUT_MS = 20_000
+CALL_TIMEOUT_MS = 30_000
+MAX_OUTPUT_CHARS = 64_000
+STDERR_TAIL_CHARS = 2_000
+START_KIND = "mcp_start"
+
+
+class McpStartError(Exception):
+    """A declared server that could not be started (or is not allowed to be): fails the runs that need it."""
+
+    kind = START_KIND
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One declaration, with upstream's keys (name, command, args, env, working_dir, url, transport, timeout_ms,
+    tool_filter) plus this engine's start bound."""
+
+    name: str
+    command: str = ""
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    url: str = ""
+    timeout_ms: int = CALL_TIMEOUT_MS
+    start_timeout_ms: int = START_TIMEOUT_MS
+    allowlist: frozenset[str] = frozenset()
+    blocklist: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, entry: Mapping[str, Any]) -> ServerConfig:
+        filters = entry.get("tool_filter") if isinstance(entry.get("tool_filter"), dict) else {}
+        return cls(
+            name=str(entry.get("name") or ""), command=str(entry.get("command") or ""),
+            args=tuple(str(a) for a in entry.get("args") or []),
+            env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
+            working_dir=str(entry.get("working_dir") or ""), url=str(entry.get("url") or ""),
+            timeout_ms=int(entry.get("timeout_ms") or CALL_TIMEOUT_MS),
+            start_timeout_ms=int(entry.get("start_timeout_ms") or START_TIMEOUT_MS),
+            allowlist=frozenset(filters.get("allowlist") or []), blocklist=frozenset(filters.get("blocklist") or []),
+        )
+
+    def offers(self, tool: str) -> bool:
+        return tool in self.allowlist if self.allowlist else tool not in self.blocklist
+
+
+def declared_servers(arena: ArenaSpec) -> dict[str, ServerConfig]:
+    """The arena's `mcp_servers` and `runtime.mcp_servers`, by name (a `source:` server has no command here)."""
+    extra = arena.model_extra or {}
+    runtime = extra.get("runtime") if isinstance(extra.get("runtime"), dict) else {}
+    entries = [*(extra.get("mcp_servers") or []), *(runtime.get("mcp_servers") or [])]
+    servers = (ServerConfig.parse(e) for e in entries if isinstance(e, dict) and e.get("name"))
+    return {s.name: s for s in servers}
+
+
+def server_of(tool_name: str) -> str | None:
+    """`mcp__docs__search` → `docs`."""
+    if not tool_name.startswith(PREFIX):
+        return None
+    return tool_name[len(PREFIX):].split("__", 1)[0] or None
+
+
+def stdio_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    """Locally always; in the cluster only with ARENA_ALLOW_MCP_STDIO=true."""
+    environ = os.environ if environ is None else environ
+    return not confined() or environ.get(ALLOW_MCP_STDIO_VARIABLE, "").strip().lower() == "true"
+
+
+def _tail(log: TextIO) -> str:
+    log.flush()
+    log.seek(0, os.SEEK_END)
+    size = log.tell()
+    log.seek(max(0, size - STDERR_TAIL_CHARS))
+    return log.read().strip()
+
+
+def _leaf(exc: BaseException | None) -> BaseException | None:
+    """The first real error inside anyio's task-group wrappers (what the user needs to read)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _result_text(result: Any) -> str:
+    """A call's content as one string (text parts joined; other parts named), cut to MAX_OUTPUT_CHARS."""
+    parts = [getattr(p, "text", None) or f"[{getattr(p, 'type', 'content')} content]" for p in result.content]
+    if not parts and getattr(result, "structured_content", None) is not None:
+        parts = [str(result.structured_content)]
+    text = "\n".join(parts)
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = text[:MAX_OUTPUT_CHARS] + f"… [cut at {MAX_OUTPUT_CHARS} characters]"
+    return text
+
+
+class _Server:
+    """One running server: a task owns the transport and session (anyio scopes must close in the task that opened
+    them); calls from any run go through the session."""
+
+    def __init__(self, config: ServerConfig, root: Path) -> None:
+        self.config, self.root = config, root
+        self.session: Any = None
+        self.tools: list[Any] = []
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Lives as long as the server (its stderr), closed in stop(): no `with` can span that.
+        self._log: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._serve())
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({self._task, ready}, timeout=self.config.start_timeout_ms / 1000,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._ready.is_set():
+            return
+        if self._task in done:
+            failure = _leaf(self._task.exception())
+            why = f"{type(failure).__name__}: {failure}" if failure else "it exited"
+        else:
+            why = f"no answer within {self.config.start_timeout_ms} ms"
+        await self._halt()
+        tail = _tail(self._log)
+        self._log.close()
+        raise McpStartError(f"MCP server {self.config.name!r} did not start ({why})"
+                            + (f"; stderr: {tail}" if tail else "; no stderr"))
+
+    async def _serve(self) -> None:
+        from mcp import ClientSession, StdioServerParameters  # the SDK loads only when a bundle uses MCP
+        from mcp.client.stdio import stdio_client
+
+        cwd = self.root / self.config.working_dir if self.config.working_dir else self.root
+        params = StdioServerParameters(command=self.config.command, args=list(self.config.args),
+                                       env=dict(self.config.env) or None, cwd=cwd)
+        async with AsyncExitStack() as stack:
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=self._log))
+            self.session = await stack.enter_async_context(ClientSession(read, write))
+            await self.session.initialize()
+            self.tools = list((await self.session.list_tools()).tools)
+            self._ready.set()
+            await self._stop.wait()
+
+    async def _halt(self) -> None:
+        self._stop.set()
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            except (TimeoutError, Exception):  # a server that will not stop is cancelled; its errors are moot
+                self._task.cancel()
+
+    async def stop(self) -> None:
+        await self._halt()
+        self._log.close()
+
+    async def call(self, tool: str, args: dict[str, Any]) -> str:
+        timeout = self.config.timeout_ms / 1000
+        try:
+            result = await asyncio.wait_for(self.session.call_tool(tool, args), timeout)
+        except TimeoutError:
+            raise ToolError(f"MCP server {self.config.name!r}: {tool} timed out after {self.config.timeout_ms} ms"
+                            ) from None
+        except Exception as exc:  # the server's protocol errors (unknown tool, bad arguments, gone) reach the model
+            raise ToolError(f"MCP server {self.config.name!r}: {tool}: {exc}") from None
+        text = _result_text(result)
+        if result.is_error:
+            raise ToolError(f"MCP server {self.config.name!r}: {tool}: {text[:500]}")
+        return text
+
+
+class McpTools:
+    """The bundle's MCP servers for one executor: started once on first need, shared by concurrent runs."""
+
+    def __init__(self, arena: ArenaSpec, root: Path) -> None:
+        self.configs = declared_servers(arena)
+        self.root = root
+        self._servers: dict[str, _Server] = {}
+        self._failed: dict[str, McpStartError] = {}
+        self._lock = asyncio.Lock()
+
+    def needed(self, tool_names: list[str]) -> list[str]:
+        """The declared servers these prompt tool names come from."""
+        names = dict.fromkeys(server_of(n) for n in tool_names)
+        return [n for n in names if n is not None and n in self.configs]
+
+    async def ensure(self, servers: list[str]) -> dict[str, ToolSpec]:
+        """Start the servers not yet started; their tools as ToolSpecs. Raises McpStartError for one that fails."""
+        async with self._lock:
+            for name in servers:
+                if name in self._failed:
+                    raise self._failed[name]
+                if name not in self._servers:
+                    try:
+                        self._servers[name] = await self._start(self.configs[name])
+                    except McpStartError as exc:
+                        self._failed[name] = exc
+                        raise
+        return {spec.name: spec for name in servers for spec in self._specs(name)}
+
+    async def _start(self, config: ServerConfig) -> _Server:
+        if config.url or not config.command:
+            raise McpStartError(f"MCP server {config.name!r}: only stdio servers (`command`) run in this version; "
+                                "HTTP servers (`url`) are not supported yet")
+        if not stdio_allowed():
+            raise McpStartError(f"MCP server {config.name!r}: stdio servers run in the cluster only when the "
+                                f"cluster admin sets {ALLOW_MCP_STDIO_VARIABLE}=true")
+        server = _Server(config, self.root)
+        await server.start()
+        return server
+
+    def _specs(self, name: str) -> list[ToolSpec]:
+        server = self._servers[name]
+        return [ToolSpec(name=f"{PREFIX}{name}__{t.name}", description=t.description or "",
+                         input_schema=t.input_schema or {"type": "object"}, mode="mcp")
+                for t in server.tools if server.config.offers(t.name)]
+
+    async def call(self, tool_name: str, args: dict[str, Any]) -> str:
+        server = self._servers.get(server_of(tool_name) or "")
+        if server is None:
+            raise ToolError(f"MCP server of {tool_name!r} is not running")
+        return await server.call(tool_name[len(PREFIX) + len(server.config.name) + 2:], args)
+
+    async def aclose(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            await server.stop()

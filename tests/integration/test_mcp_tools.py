@@ -1,0 +1,85 @@
+"""MCP tools end to end: `arena run` of the mcp bundle starts a real stdio MCP server (written with the official
+SDK), the mock model calls its tool, and the result comes back as the tool result; a server that does not start
+fails its runs, named, with its stderr tail; the bounds (start timeout, call timeout, output size) hold."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arena_operator.engine import mcp
+from arena_operator.engine.errors import ToolError
+from arena_operator.engine.spec import ArenaSpec
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "tests" / "fixtures" / "bundles" / "mcp"
+# The bundle's servers run `python`: this interpreter (it has the SDK) comes first on PATH.
+VENV_PATH = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("mcp-out")
+    done = subprocess.run([sys.executable, "-m", "arena_operator.cli", "run", str(BUNDLE), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **VENV_PATH})
+    assert done.returncode == 0, done.stderr
+    return {r["ScenarioID"]: r for r in json.loads((out / "results.json").read_text())}
+
+
+def test_the_model_calls_an_mcp_tool_and_its_result_reaches_the_conversation(runs: dict[str, Any]) -> None:
+    run = runs["mcp-lookup"]
+    assert run["Status"] == "passed", run["Error"]
+    tools = [m["tool_result"] for m in run["Messages"] if m["role"] == "tool"]
+    assert tools[0] == {"id": "call_0_mcp__notes__lookup", "name": "mcp__notes__lookup",
+                        "content": "Refunds take 5 business days."}
+    reply = run["Messages"][3]["meta"]["assertions"]
+    assert reply["passed"] and {r["type"] for r in reply["results"]} >= {"tools_called", "tool_result_includes"}
+    assert tools[1]["name"] == "mcp__notes__fail" and "Error executing tool fail" in tools[1]["error"]
+    assert run["ToolStats"], "MCP calls are counted like any other tool's"
+
+
+def test_a_server_that_does_not_start_fails_its_runs_naming_it_with_its_stderr(runs: dict[str, Any]) -> None:
+    run = runs["mcp-broken"]
+    assert run["Status"] == "error" and run["ErrorKind"] == "mcp_start"
+    assert "MCP server 'broken' did not start" in run["Error"]
+    assert "stderr: broken: missing NOTES_DB" in run["Error"]
+
+
+def _tools(*servers: dict[str, Any]) -> mcp.McpTools:
+    return mcp.McpTools(ArenaSpec.model_validate({"defaults": {}, "mcp_servers": list(servers)}), BUNDLE)
+
+
+async def test_a_server_that_never_answers_is_bounded_by_its_start_timeout() -> None:
+    tools = _tools({"name": "slow", "command": sys.executable, "args": ["-c", "import time; time.sleep(30)"],
+                    "start_timeout_ms": 300})
+    with pytest.raises(mcp.McpStartError, match=r"'slow' did not start \(no answer within 300 ms"):
+        await tools.ensure(["slow"])
+    with pytest.raises(mcp.McpStartError):  # remembered: the next run does not wait again
+        await tools.ensure(["slow"])
+    await tools.aclose()
+
+
+async def test_calls_are_bounded_in_time_and_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = _tools({"name": "notes", "command": sys.executable, "args": ["server/notes_server.py"],
+                    "timeout_ms": 5000, "tool_filter": {"blocklist": ["fail"]}})
+    try:
+        specs = await tools.ensure(["notes"])
+        assert set(specs) == {"mcp__notes__lookup", "mcp__notes__wait"}, "tool_filter applies"
+        monkeypatch.setattr(mcp, "MAX_OUTPUT_CHARS", 10)
+        assert await tools.call("mcp__notes__lookup", {"topic": "refunds"}) == (
+            "Refunds ta… [cut at 10 characters]")
+        server = tools._servers["notes"]
+        monkeypatch.setattr(server, "config", dataclasses.replace(server.config, timeout_ms=200))
+        with pytest.raises(ToolError, match="wait timed out after 200 ms"):
+            await tools.call("mcp__notes__wait", {"seconds": 2})
+    finally:
+        await tools.aclose()
+    with pytest.raises(ToolError, match="not running"):
+        await tools.call("mcp__notes__lookup", {"topic": "refunds"})
