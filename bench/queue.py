@@ -21,13 +21,13 @@ from pathlib import Path
 
 # This file is named like the stdlib `queue` module, which asyncio imports: keep bench/ off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `bench.benchlib`
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -35,27 +35,9 @@ from typing import Any  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from arena_operator.workqueue.queue import WorkQueue, job_key  # noqa: E402
+from bench.benchlib import start_redis  # noqa: E402
 
 SINGLE_UNITS = 20_000  # one round trip per unit is slow: measure that mode on fewer units
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(7) == b"+PONG\r\n":
-                    return proc, port
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.01)
 
 
 def redis_benchmark(port: int, count: int, *command: str) -> float:
