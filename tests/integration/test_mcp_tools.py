@@ -7,14 +7,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arena_operator.engine import mcp
+from arena_operator.engine.egress import EgressPolicy, confine_process
 from arena_operator.engine.errors import ToolError
 from arena_operator.engine.spec import ArenaSpec
 
@@ -83,3 +88,45 @@ async def test_calls_are_bounded_in_time_and_output(monkeypatch: pytest.MonkeyPa
         await tools.aclose()
     with pytest.raises(ToolError, match="not running"):
         await tools.call("mcp__notes__lookup", {"topic": "refunds"})
+
+
+@contextmanager
+def http_server(kind: str) -> Iterator[int]:
+    """The notes server over HTTP on a free loopback port, up before the test connects."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, str(BUNDLE / "server" / "notes_server.py"), kind, str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the HTTP server did not come up"
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize(("kind", "transport", "path"), [("streamable-http", "streamable_http", "/mcp"),
+                                                         ("sse", "", "/sse")])
+async def test_http_servers_run_under_the_egress_policy(kind: str, transport: str, path: str) -> None:
+    with http_server(kind) as port:
+        entry = {"name": "web", "url": f"http://127.0.0.1:{port}{path}", "transport": transport}
+        tools = _tools(entry)
+        try:
+            assert "mcp__web__lookup" in await tools.ensure(["web"])
+            assert await tools.call("mcp__web__lookup", {"topic": "shipping"}) == "Orders ship within 24 hours."
+        finally:
+            await tools.aclose()
+        confine_process(EgressPolicy.cluster({}))
+        try:
+            with pytest.raises(mcp.McpStartError, match=r"'web' did not start .*egress to 127\.0\.0\.1 refused"):
+                await _tools(entry).ensure(["web"])
+        finally:
+            confine_process(None)

@@ -39,8 +39,10 @@ def test_server_of(name: str, server: str | None) -> None:
     ({"name": "fs", "command": "fs-server", "args": ["-v", 3], "env": {"LEVEL": 2}, "working_dir": "srv",
       "timeout_ms": 500, "start_timeout_ms": 900},
      mcp.ServerConfig("fs", "fs-server", ("-v", "3"), {"LEVEL": "2"}, "srv", timeout_ms=500, start_timeout_ms=900)),
-    ({"name": "web", "url": "http://127.0.0.1:9/mcp", "tool_filter": {"allowlist": ["get"]}},
-     mcp.ServerConfig("web", url="http://127.0.0.1:9/mcp", allowlist=frozenset({"get"}))),
+    ({"name": "web", "url": "http://127.0.0.1:9/mcp", "transport": "streamable_http", "headers": {"X-Team": "a"},
+      "tool_filter": {"allowlist": ["get"]}},
+     mcp.ServerConfig("web", url="http://127.0.0.1:9/mcp", transport="streamable_http", headers={"X-Team": "a"},
+                      allowlist=frozenset({"get"}))),
 ])
 def test_declarations_take_upstreams_keys(entry: dict[str, Any], expected: mcp.ServerConfig) -> None:
     assert mcp.ServerConfig.parse(entry) == expected
@@ -76,8 +78,8 @@ def test_stdio_locally_always() -> None:
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"name": "web", "url": "http://127.0.0.1:9/mcp"}, r"HTTP servers \(`url`\) are not supported yet"),
-    ({"name": "sandbox", "source": "docker"}, "only stdio servers"),
+    ({"name": "web", "url": "http://127.0.0.1:9/mcp", "transport": "websocket"}, "unknown transport 'websocket'"),
+    ({"name": "sandbox", "source": "docker"}, "neither a `command` .stdio. nor a `url`"),
 ])
 async def test_servers_this_version_cannot_run_fail_clearly(entry: dict[str, Any], message: str) -> None:
     tools = mcp.McpTools(arena(mcp_servers=[entry]), Path("."))

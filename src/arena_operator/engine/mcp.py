@@ -7,10 +7,10 @@ validates arguments and records them like any other tool. Every server is bounde
 and tool listing) by ``start_timeout_ms``, each call by ``timeout_ms``, each result by ``MAX_OUTPUT_CHARS``. A
 server that does not start is remembered and fails every run that needs it, naming the server with its stderr tail.
 
-Only stdio servers (``command``) run here. In the cluster (a process confined by the egress policy: ``arena
+Stdio servers (``command``) run as a subprocess. In the cluster (a process confined by the egress policy: ``arena
 worker``) they run inside the worker pod only when the cluster admin sets ``ARENA_ALLOW_MCP_STDIO=true`` on the
-operator (which copies it into worker pods): a bundle's command is arbitrary code. HTTP servers (``url``) are
-refused with a clear error until the SDK's HTTP client can be put under the egress policy.
+operator (which copies it into worker pods): a bundle's command is arbitrary code. HTTP servers (``url``; SSE, or
+``transport: streamable_http``) are reached under the egress policy (:mod:`.mcp_http`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ class McpStartError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """One declaration, with upstream's keys (name, command, args, env, working_dir, url, transport, timeout_ms,
-    tool_filter) plus this engine's start bound."""
+    """One declaration, with upstream's keys (name, command, args, env, working_dir, url, transport, headers,
+    timeout_ms, tool_filter) plus this engine's start bound."""
 
     name: str
     command: str = ""
@@ -53,6 +53,8 @@ class ServerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     working_dir: str = ""
     url: str = ""
+    transport: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
     timeout_ms: int = CALL_TIMEOUT_MS
     start_timeout_ms: int = START_TIMEOUT_MS
     allowlist: frozenset[str] = frozenset()
@@ -66,6 +68,8 @@ class ServerConfig:
             args=tuple(str(a) for a in entry.get("args") or []),
             env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
             working_dir=str(entry.get("working_dir") or ""), url=str(entry.get("url") or ""),
+            transport=str(entry.get("transport") or ""),
+            headers={str(k): str(v) for k, v in (entry.get("headers") or {}).items()},
             timeout_ms=int(entry.get("timeout_ms") or CALL_TIMEOUT_MS),
             start_timeout_ms=int(entry.get("start_timeout_ms") or START_TIMEOUT_MS),
             allowlist=frozenset(filters.get("allowlist") or []), blocklist=frozenset(filters.get("blocklist") or []),
@@ -156,15 +160,35 @@ class _Server:
         raise McpStartError(f"MCP server {self.config.name!r} did not start ({why})"
                             + (f"; stderr: {tail}" if tail else "; no stderr"))
 
-    async def _serve(self) -> None:
-        from mcp import ClientSession, StdioServerParameters  # the SDK loads only when a bundle uses MCP
+    async def _open(self, stack: AsyncExitStack) -> Any:
+        """The SDK's transport streams for this declaration, closed with `stack` (the SDK is imported here: it loads
+        only when a bundle uses MCP)."""
+        config = self.config
+        if config.url and config.transport == "streamable_http":
+            from mcp.client.streamable_http import streamable_http_client
+
+            from .mcp_http import mcp_http_client
+            client = await stack.enter_async_context(mcp_http_client(dict(config.headers)))  # not closed by the SDK
+            return await stack.enter_async_context(streamable_http_client(config.url, http_client=client))
+        if config.url:
+            from mcp.client.sse import sse_client
+
+            from .mcp_http import mcp_http_client
+            return await stack.enter_async_context(
+                sse_client(config.url, headers=dict(config.headers), httpx_client_factory=mcp_http_client))
+        from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
 
-        cwd = self.root / self.config.working_dir if self.config.working_dir else self.root
-        params = StdioServerParameters(command=self.config.command, args=list(self.config.args),
-                                       env=dict(self.config.env) or None, cwd=cwd)
+        cwd = self.root / config.working_dir if config.working_dir else self.root
+        return await stack.enter_async_context(stdio_client(
+            StdioServerParameters(command=config.command, args=list(config.args), env=dict(config.env) or None,
+                                  cwd=cwd), errlog=self._log))
+
+    async def _serve(self) -> None:
+        from mcp import ClientSession
+
         async with AsyncExitStack() as stack:
-            read, write = await stack.enter_async_context(stdio_client(params, errlog=self._log))
+            read, write = await self._open(stack)
             self.session = await stack.enter_async_context(ClientSession(read, write))
             await self.session.initialize()
             self.tools = list((await self.session.list_tools()).tools)
@@ -228,10 +252,12 @@ class McpTools:
         return {spec.name: spec for name in servers for spec in self._specs(name)}
 
     async def _start(self, config: ServerConfig) -> _Server:
-        if config.url or not config.command:
-            raise McpStartError(f"MCP server {config.name!r}: only stdio servers (`command`) run in this version; "
-                                "HTTP servers (`url`) are not supported yet")
-        if not stdio_allowed():
+        if config.url and config.transport not in ("", "sse", "streamable_http"):
+            raise McpStartError(f"MCP server {config.name!r}: unknown transport {config.transport!r} "
+                                "(stdio, sse or streamable_http)")
+        if not config.url and not config.command:
+            raise McpStartError(f"MCP server {config.name!r}: neither a `command` (stdio) nor a `url` (HTTP) to run")
+        if not config.url and not stdio_allowed():
             raise McpStartError(f"MCP server {config.name!r}: stdio servers run in the cluster only when the "
                                 f"cluster admin sets {ALLOW_MCP_STDIO_VARIABLE}=true")
         server = _Server(config, self.root)
