@@ -52,8 +52,11 @@ async def step_deadline(ctx: JobContext, out: Outcome) -> None:
     await ctx.queue.cancel()
     await ctx.workloads.delete_job(ctx.namespace, worker_job_name(ctx.name))
     counters = await ctx.queue.counters()
-    message = (f"exceeded spec.activeDeadlineSeconds ({deadline}s) with {counters.completed + counters.failed}/"
-               f"{counters.total} units done; workers stopped, partial results kept")
+    done = f"{counters.completed + counters.failed}/{counters.total}"
+    out.status.update(progress={"total": counters.total, "completed": counters.completed, "failed": counters.failed,
+                                "pending": counters.pending}, progressText=done)
+    message = f"exceeded spec.activeDeadlineSeconds ({deadline}s) with {done} units done; workers stopped, partial " \
+              "results kept"
     out.condition(c.COMPLETE, False, c.DEADLINE_EXCEEDED, message)
     out.condition(c.PROGRESSING, False, c.DEADLINE_EXCEEDED, message)
     finish(ctx, out, "Failed", c.DEADLINE_EXCEEDED, message)
