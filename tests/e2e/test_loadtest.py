@@ -94,7 +94,9 @@ def test_the_seed_example_runs_to_succeeded_with_reports_in_s3(cluster: dict[str
     assert summary["requests"] > 0 and summary["latency_ms"]["p50"] >= 20  # the mock's 20 ms
     rows = list(csv.DictReader(io.StringIO(_object(s3, prefix + "timeseries.csv").decode())))
     assert len(rows) >= 8 and sum(int(r["arrivals"]) for r in rows) == summary["arrivals"]  # + runs finishing
-    assert [int(r["arrivals"]) for r in rows[:2]] == [125, 375]  # the ramp: ∫ 250 t dt over [0, 1) and [1, 2)
+    # the ramp: ∫ 250 t dt over [0, 1) and [1, 2); an arrival late by a millisecond at a second's edge is counted in
+    # the next second (rows are by when a request started), so each second may be off by a couple
+    assert all(abs(int(r["arrivals"]) - ideal) <= 3 for r, ideal in zip(rows[:2], (125, 375), strict=True)), rows[:2]
     assert "<svg" in _object(s3, prefix + "report.html").decode()
     assert condition(obj, "Thresholds")["reason"] == "NoThresholds" and condition(obj, "Ready")["status"] == "True"
     assert condition(obj, "Complete")["message"].startswith("load test done: ")
