@@ -63,6 +63,7 @@ class RunResult:
     conversation_assertions: list[AssertionResult] = field(default_factory=list)
     ttft_ms: float | None = None
     prompt_pack: str = ""
+    recording_path: str = ""  # where this run's session recording went (engine/recording.py), when recorded
 
     @property
     def duration_ms(self) -> float:
@@ -125,4 +126,5 @@ class RunResult:
             "Passed": self.passed,
             "conversation_assertions": summarise(self.conversation_assertions),
             "Warnings": self.warnings,
+            **({"RecordingPath": self.recording_path} if self.recording_path else {}),
         }
