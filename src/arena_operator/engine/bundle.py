@@ -26,6 +26,8 @@ from .manifests import (
     suggest,
     validate_model,
 )
+from .media_check import check_media
+from .packeval_spec import PackEvalDef, load_pack_evals
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Bundle:
     tools: dict[str, s.ToolSpec] = field(default_factory=dict)
     personas: dict[str, s.PersonaSpec] = field(default_factory=dict)
     evals: dict[str, Any] = field(default_factory=dict)
+    pack_evals: list[PackEvalDef] = field(default_factory=list)  # spec.pack_evals (packevals.py)
     # Providers of other roles (tts, stt, embedding, inference): loaded, never in the run matrix.
     service_providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
     warnings: list[BundleProblem] = field(default_factory=list)
@@ -191,12 +194,14 @@ class BundleLoader:
 
         def on_tool(loaded: Loaded, _ref: Any) -> None:
             loaded.spec.name = loaded.id
+            self._tool_docs[loaded.id] = loaded
             register(bundle.tools, loaded, self.out, where["tool"], "tool")
 
         def on_persona(loaded: Loaded, _ref: Any) -> None:
             register(bundle.personas, loaded, self.out, where["persona"], "persona")
 
         self._scenario_docs: dict[str, Loaded] = {}
+        self._tool_docs: dict[str, Loaded] = {}
         self._prompt_docs: dict[str, Loaded] = {}
         self._arena, self._arena_doc, self._arena_rel = arena, doc, file
         self._each(("prompt_configs",), "PromptConfig", s.PromptConfigSpec, on_prompt)
@@ -229,6 +234,7 @@ class BundleLoader:
                 loaded = Loaded(str(item_id), obj, file, doc)
                 if kind == "tool":
                     obj.name = obj.name or loaded.id
+                    self._tool_docs[loaded.id] = Loaded(loaded.id, obj, file, doc, ("spec", key, item_id))
                 if kind == "provider" and obj.role not in MATRIX_ROLES:
                     register(bundle.service_providers, loaded, self.out, where[kind], kind)
                     continue
@@ -273,6 +279,9 @@ class BundleLoader:
         checker = ScenarioChecker(bundle, roles, self.out, names, self.references)
         for loaded in self._scenario_docs.values():
             checker.check(loaded)
+        if self.references:
+            check_media(self.root, self._scenario_docs, self._tool_docs, self.out)
+        bundle.pack_evals = load_pack_evals(arena, file, doc, self.out)
 
 
 def load_bundle(path: Path | str, strict: bool = False, schema_only: bool = False,

@@ -15,6 +15,8 @@ from .durations import parse_duration
 from .errors import ProviderError
 from .evalctx import EvalEnvironment, eval_metadata, spend_of
 from .mcp import McpStartError, McpTools
+from .media import parts_meta, user_message
+from .packevals import PackEvals
 from .persona import persona_system_prompt, swap_roles
 from .plan import RunCombination
 from .providers.base import Provider
@@ -64,6 +66,7 @@ class ConversationExecutor:
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
         self._prepared: dict[str, _Prepared] = {}
         self.evals = EvalEnvironment(bundle, providers, self.tools)
+        self.pack_evals = PackEvals(bundle.pack_evals)
 
     async def aclose(self) -> None:
         await self.tools.aclose()
@@ -114,6 +117,7 @@ class ConversationExecutor:
         if not result.error:
             result.conversation_assertions = await self._check(run, self._conversation_assertions(scenario),
                                                                "conversation", run.messages)
+            result.eval_results += await self.pack_evals.at_end(run.messages, combo.run_id, run.services)
         for message in run.messages:
             if message.role == "assistant" and message.cost_info:
                 result.cost.add(message.cost_info)
@@ -141,7 +145,7 @@ class ConversationExecutor:
     async def _converse(self, run: _Run) -> None:
         for turn in run.scenario.turns:
             if turn.role == "user":
-                run.messages.append(Message("user", turn.content or "", meta=_parts_meta(turn)))
+                run.messages.append(await user_message(turn))
                 new = await self._assistant_turn(run, self._streams(run, turn))
                 await self._check_turn(run, turn, [run.messages[-len(new) - 1], *new])
             else:
@@ -201,7 +205,8 @@ class ConversationExecutor:
                 run.result.tool_stats.record(call.name, tool_result.error is not None)
                 done += 1
                 run.total_tool_calls += 1
-            run.messages.append(Message("tool", tool_result.content, tool_result=tool_result))
+            run.messages.append(Message("tool", tool_result.content, tool_result=tool_result,
+                                        meta=parts_meta(tool_result.parts)))
             new.append(run.messages[-1])
         return done, limited
 
@@ -270,6 +275,8 @@ class ConversationExecutor:
                 return
 
     async def _check_turn(self, run: _Run, turn: Turn, turn_messages: list[Message]) -> None:
+        run.result.eval_results += await self.pack_evals.after_turn(run.messages, turn_messages, run.combo.run_id,
+                                                                    run.services)
         if not turn.assertions:
             return
         results = await self._check(run, turn.assertions, "turn", turn_messages)
@@ -284,7 +291,3 @@ class ConversationExecutor:
     ) -> list[AssertionResult]:
         ctx = EvalContext(scope, list(run.messages), list(turn_messages), run.services, eval_metadata(run.messages))
         return [await evaluate(a, ctx) for a in assertions]
-
-
-def _parts_meta(turn: Turn) -> dict[str, Any]:
-    return {"parts": turn.parts} if turn.parts else {}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .assertions.base import AssertionResult
+from .media import media_outputs
 from .types import CostInfo, Message
 
 
@@ -63,7 +64,17 @@ class RunResult:
     conversation_assertions: list[AssertionResult] = field(default_factory=list)
     ttft_ms: float | None = None
     prompt_pack: str = ""
+    eval_results: list[dict[str, Any]] = field(default_factory=list)  # pack evals (packevals.py)
     recording_path: str = ""  # where this run's session recording went (engine/recording.py), when recorded
+
+    def _media_and_evals(self) -> dict[str, Any]:
+        """Upstream's omitempty MediaOutputs and eval_results."""
+        out: dict[str, Any] = {}
+        if outputs := media_outputs(self.messages):
+            out["MediaOutputs"] = outputs
+        if self.eval_results:
+            out["eval_results"] = self.eval_results
+        return out
 
     @property
     def duration_ms(self) -> float:
@@ -126,5 +137,6 @@ class RunResult:
             "Passed": self.passed,
             "conversation_assertions": summarise(self.conversation_assertions),
             "Warnings": self.warnings,
+            **self._media_and_evals(),
             **({"RecordingPath": self.recording_path} if self.recording_path else {}),
         }

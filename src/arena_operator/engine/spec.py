@@ -288,6 +288,7 @@ class ToolSpec(Model):
     mode: Literal["mock", "live", "mcp", "exec", "client"] = "mock"
     mock_result: Any = None
     mock_template: str | None = None
+    mock_parts: list[Any] | None = None  # content parts beside the result (media.py)
     http: HttpToolConfig | None = None
 
 

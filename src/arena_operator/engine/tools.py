@@ -51,7 +51,11 @@ class ToolRunner:
             error, kind = None, ""
         except ToolError as exc:
             content, error, kind = json.dumps({"error": str(exc)}), str(exc), exc.kind
-        return ToolResult(call.id, call.name, content, error, (time.perf_counter() - started) * 1000, kind)
+        result = ToolResult(call.id, call.name, content, error, (time.perf_counter() - started) * 1000, kind)
+        tool = self.tools.get(call.name)
+        if error is None and tool is not None and tool.mode == "mock" and tool.mock_parts:
+            result.parts = list(tool.mock_parts)  # resolved at load (media_check.py)
+        return result
 
     async def _run(self, call: ToolCall, allowed: set[str]) -> str:
         tool = self.tools.get(call.name)

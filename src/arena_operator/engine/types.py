@@ -61,6 +61,7 @@ class ToolResult:
     error: str | None = None
     latency_ms: float = 0.0
     error_type: str = ""  # "validation": the arguments did not match the tool's input_schema
+    parts: list[dict[str, Any]] = field(default_factory=list)  # a mock tool's content parts (media.py)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.call_id, "name": self.name, "content": self.content}

@@ -11,6 +11,7 @@ from ..errors import ProviderError
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, Usage
 from .base import RetryableError
 from .http import HTTPProvider
+from .media_wire import claude_blocks
 from .openai import parse_tool_args
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -26,7 +27,7 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
         result = message.tool_result
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": result.call_id, "content": result.content}
         return [{**block, "is_error": True}] if result.error else [block]
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    blocks = claude_blocks(message) or ([{"type": "text", "text": message.content}] if message.content else [])
     if message.role == "assistant":
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in message.tool_calls]
     return blocks

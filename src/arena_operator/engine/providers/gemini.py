@@ -15,6 +15,7 @@ from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition, ToolResult, Usage
 from .base import RetryableError, RetryPolicy
 from .http import HTTPProvider
+from .media_wire import gemini_parts
 
 _KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 SIGNATURE_CAPACITY = 4096
@@ -178,7 +179,7 @@ class GeminiProvider(HTTPProvider):
     def _parts(message: Message, signatures: list[str | None]) -> list[dict[str, Any]]:
         if message.role == "tool" and message.tool_result is not None:
             return [_function_response(message.tool_result)]
-        parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+        parts = gemini_parts(message) or ([{"text": message.content}] if message.content else [])
         for i, call in enumerate(message.tool_calls):
             part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.args}}
             if i < len(signatures) and signatures[i]:

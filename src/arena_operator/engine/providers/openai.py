@@ -12,6 +12,7 @@ from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition, Usage
 from .base import RetryableError, RetryPolicy
 from .http import DONE, HTTPProvider
+from .media_wire import openai_content
 
 # type → (base URL, key env). Local servers get no default key env, so an OpenAI key never leaves for them.
 _DEFAULTS: dict[str, tuple[str, str | None]] = {
@@ -42,7 +43,7 @@ def _message(message: Message) -> dict[str, Any]:
         calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.args)}}
                  for c in message.tool_calls]
         return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
-    return {"role": message.role, "content": message.content}
+    return {"role": message.role, "content": openai_content(message)}
 
 
 def _tool(tool: ToolDefinition) -> dict[str, Any]:
