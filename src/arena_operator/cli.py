@@ -23,6 +23,7 @@ from .datagen.local import datagen_settings, run_datagen_command
 from .engine.bundle import load_bundle
 from .engine.errors import BundleInvalid, ProviderError
 from .engine.plan import RunFilters
+from .engine.sandbox import allow_exec
 from .local.diff import diff, print_comparison
 from .local.loadtest import run_load_test_command
 from .local.manifests import is_job_file, job_options
@@ -62,6 +63,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                                                            "would not read) are errors")
     run.add_argument("-j", "--concurrency", type=int, help="parallel runs (default: arena defaults.concurrency)")
     run.add_argument("--ci", action="store_true", help="exit 1 when any run errored or any assertion failed")
+    run.add_argument("--allow-exec", action="store_true", help="let the bundle's exec tools run (in the sandbox: no "
+                     "network, a scratch directory, a scrubbed environment, time and output limits)")
     run.add_argument("--fail-fast", action=argparse.BooleanOptionalAction, default=True,
                      help="stop a provider whose first runs all failed with an infrastructure error (auth, "
                           "connection, DNS, down): its other runs are not attempted, exit 1 (default: on)")
@@ -181,6 +184,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _usage_error("--trials must be at least 1")
     if args.count is not None and args.count < 1:
         return _usage_error("--count must be at least 1")
+    if args.allow_exec:
+        allow_exec()
     filters = RunFilters(scenarios=_globs(args.scenario), exclude_scenarios=_globs(args.exclude_scenario),
                          providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials)
     options = LocalRunOptions(
@@ -246,9 +251,11 @@ def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_operator(args: argparse.Namespace, console: Console) -> int:
     from .engine.egress import EgressPolicy, confine_process
+    from .engine.sandbox import forbid_exec
     from .kube import load_config
     from .operator.main import run  # kopf is only imported for the operator
 
+    forbid_exec()  # a bundle's commands run in worker pods at most, never next to the operator's credentials
     try:
         confine_process(EgressPolicy.cluster())  # OCI registries and their token realms: the cluster's policy
     except ValueError as exc:  # an egress setting that does not parse

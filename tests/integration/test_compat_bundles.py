@@ -496,7 +496,7 @@ def test_arena_file_lookup_order() -> None:
 
 def test_unknown_arena_keys_are_kept(extras: Bundle) -> None:
     extra = extras.arena.model_extra or {}
-    assert {"mcp_servers", "a2a_agents", "state_store", "workflow", "deploy", "pack_evals"} <= set(extra)
+    assert {"mcp_servers", "a2a_agents", "state_store", "deploy", "pack_evals"} <= set(extra)
     assert extra["mcp_servers"][0]["name"] == "filesystem"
     assert extra["state_store"] == {"type": "memory"}
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from . import spec as s
+from .a2a import check_agents
 from .checks import ScenarioChecker, ToolNames, check_assertions, check_prompt
 from .errors import BundleInvalid, BundleProblem
 from .manifests import (
@@ -271,6 +272,7 @@ class BundleLoader:
                 if self.references and role.provider not in providers:
                     self.out.add(file, doc, ["spec", "self_play", "roles", index, "provider"],
                                  f"unknown provider {role.provider!r}{suggest(role.provider, providers)}")
+        check_agents(arena, file, doc, self.out)
         names = ToolNames(arena, bundle.tools) if self.references else None
         check_assertions(arena.globals.conversation_assertions, file, doc,
                          ["spec", "globals", "conversation_assertions"], self.out, names)

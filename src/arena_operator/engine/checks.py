@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from . import spec as s
 from .assertions.registry import param_problems, suggest, tool_references, type_problem, validator_problem
+from .duplex import check_duplex
 from .errors import TemplateError
 from .manifests import Collector, Loaded
 from .templating import render
@@ -131,6 +132,7 @@ class ScenarioChecker:
         file, doc, spec = loaded.file, loaded.doc, list(loaded.prefix)
         warn_unknown_keys(scenario, file, doc, spec, out)
         warn_unknown_keys(scenario.tool_policy, file, doc, [*spec, "tool_policy"], out)
+        check_duplex(scenario, file, doc, spec, out)
         for index, provider in enumerate(scenario.providers or [] if self.references else []):
             if provider not in bundle.providers:
                 out.add(file, doc, [*spec, "providers", index],

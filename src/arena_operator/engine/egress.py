@@ -41,8 +41,13 @@ ALLOW_PRIVATE_VARIABLE = "ARENA_EGRESS_ALLOW_PRIVATE"
 ALLOW_CIDRS_VARIABLE = "ARENA_EGRESS_ALLOW_CIDRS"
 #: Whether a bundle's stdio MCP server (a command: arbitrary code in the worker pod) may run in the cluster.
 ALLOW_MCP_STDIO_VARIABLE = "ARENA_ALLOW_MCP_STDIO"
+#: Whether a bundle's exec tools (arbitrary code, run in the sandbox: engine/sandbox.py) may run in the cluster,
+#: and whether they may run where no network namespace can be made.
+ALLOW_EXEC_VARIABLE = "ARENA_ALLOW_EXEC"
+EXEC_ALLOW_NETWORK_VARIABLE = "ARENA_EXEC_ALLOW_NETWORK"
 #: The operator's settings a worker Job copies into its pods (plain values: they are policy, not secrets).
-SETTING_VARIABLES = (ALLOW_PRIVATE_VARIABLE, ALLOW_CIDRS_VARIABLE, ALLOW_MCP_STDIO_VARIABLE)
+SETTING_VARIABLES = (ALLOW_PRIVATE_VARIABLE, ALLOW_CIDRS_VARIABLE, ALLOW_MCP_STDIO_VARIABLE, ALLOW_EXEC_VARIABLE,
+                     EXEC_ALLOW_NETWORK_VARIABLE)
 REFUSED_KIND = "egress_refused"
 
 _nets = ipaddress.ip_network

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import duplex
+from .a2a import A2aAgents, A2aDiscoveryError
 from .assertions.base import AssertionResult, EvalContext, EvalServices
 from .assertions.guardrails import Guardrail, check_input, check_output
 from .assertions.registry import evaluate, guardrail_for
@@ -62,7 +64,8 @@ class ConversationExecutor:
     def __init__(self, bundle: Bundle, providers: dict[str, Provider], tools: ToolRunner | None = None) -> None:
         self.bundle = bundle
         self.providers = providers
-        self.tools = tools or ToolRunner(bundle.tools, McpTools(bundle.arena, bundle.root))
+        self.tools = tools or ToolRunner(bundle.tools, McpTools(bundle.arena, bundle.root),
+                                           A2aAgents.of(bundle.arena), bundle.root)
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
         self._prepared: dict[str, _Prepared] = {}
         self.evals = EvalEnvironment(bundle, providers, self.tools)
@@ -83,6 +86,8 @@ class ConversationExecutor:
             mcp = self.tools.mcp
             if mcp is not None and (servers := mcp.needed(names)):
                 self.tools.tools.update(await mcp.ensure(servers))
+            if self.tools.a2a is not None and self.tools.a2a.needed(names):
+                self.tools.tools.update(await self.tools.a2a.ensure())
             known = self.tools.tools
             allowed = {n for n in names if n in known} - set(scenario.tool_policy.blocklist)
             tools = [definition(known[n]) for n in names if n in allowed]
@@ -98,17 +103,18 @@ class ConversationExecutor:
                            region=combo.region, trial=combo.trial, prompt_pack=self.bundle.root.name)
         try:
             prepared = await self._prepare(combo.scenario_id)
-        except McpStartError as exc:
+            session = duplex.session(scenario, combo.scenario_id, provider, self.run_timeout)
+        except (McpStartError, A2aDiscoveryError, duplex.DuplexUnsupported) as exc:
             result.error, result.error_kind, result.end_time = str(exc), exc.kind, datetime.now(UTC)
             return result
-        run = _Run(combo, scenario, provider, prepared, result, self.evals.services(result))
+        run = _Run(combo, scenario, session.provider, prepared, result, self.evals.services(result))
         result.params = self._params(run)
         try:
-            await asyncio.wait_for(self._converse(run), self.run_timeout)
+            await asyncio.wait_for(self._converse(run), session.timeout)
         except TurnFailed:
             pass
         except TimeoutError:
-            result.error, result.error_kind = f"run timed out after {self.run_timeout:g}s", "timeout"
+            result.error, result.error_kind = f"run timed out after {session.timeout:g}s", "timeout"
         except ProviderError as exc:
             result.error, result.error_kind = str(exc), exc.kind
         except Exception as exc:  # a bug or bad data must not take down the other runs

@@ -15,6 +15,7 @@ from .durations import parse_duration
 
 MAX_CONCURRENCY = 1000  # defaults.concurrency: runs in flight in `arena run`
 MAX_TURNS = 1000  # a self-play turn's generated turns
+MAX_EXEC_TIMEOUT_MS = 600_000  # an exec tool's time limit
 
 
 def _inside_bundle(value: str) -> str:
@@ -278,6 +279,16 @@ class HttpToolConfig(Model):
     headers: dict[str, str] = Field(default_factory=dict)
     headers_from_env: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=10_000, gt=0)
+
+
+class ExecToolConfig(Model):
+    """Upstream's `exec:` block: a command speaking JSON on stdin/stdout (engine/exec_tools.py)."""
+
+    command: str = Field(min_length=1)
+    runtime: Literal["exec", "server"] = "exec"
+    args: list[str] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=list)  # names of variables passed through, never values
+    timeout_ms: int = Field(default=0, ge=0, le=MAX_EXEC_TIMEOUT_MS)
 
 
 class ToolSpec(Model):

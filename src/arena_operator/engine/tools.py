@@ -1,17 +1,21 @@
-"""Executes the tool calls a model asks for: mock results from the bundle, a live HTTP endpoint, or an MCP server."""
+"""Executes the tool calls a model asks for: mock results from the bundle, a live HTTP endpoint, an MCP server, an A2A
+agent, or a command in the sandbox (exec)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 
+from .a2a import A2aAgents
 from .egress import EgressRefused, async_client
 from .envexpand import UnsetVariable, current_env
 from .errors import TemplateError, ToolError
+from .exec_tools import run_exec_tool
 from .mcp import McpTools
 from .schemas import first_error
 from .spec import ToolSpec
@@ -29,16 +33,22 @@ def _as_text(value: Any) -> str:
 
 class ToolRunner:
     """Runs tools by name. One shared HTTP client; live tools honour their own timeout. MCP tools join `tools`
-    when their server starts (`mcp`)."""
+    when their server starts (`mcp`), A2A tools when the agents are discovered (`a2a`); exec tools run from the
+    bundle at `root`."""
 
-    def __init__(self, tools: dict[str, ToolSpec], mcp: McpTools | None = None) -> None:
+    def __init__(self, tools: dict[str, ToolSpec], mcp: McpTools | None = None, a2a: A2aAgents | None = None,
+                 root: Path | None = None) -> None:
         self.tools = dict(tools)
         self.mcp = mcp
+        self.a2a = a2a
+        self.root = root or Path.cwd()
         self._client: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
         if self.mcp is not None:
             await self.mcp.aclose()
+        if self.a2a is not None:
+            await self.a2a.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -71,8 +81,12 @@ class ToolRunner:
             return await self._http(tool, call.args)
         if tool.mode == "mcp" and self.mcp is not None:
             return await self.mcp.call(call.name, call.args)
+        if tool.mode == "a2a" and self.a2a is not None:
+            return await self.a2a.call(call.name, call.args)
+        if tool.mode == "exec":
+            return await run_exec_tool(tool, call.args, self.root)
         if tool.mode != "mock":
-            raise ToolError(f"tool mode {tool.mode!r} is not supported (use mock or live http)")
+            raise ToolError(f"tool mode {tool.mode!r} is not supported (use mock, live http, exec, mcp or a2a)")
         if tool.mock_template is not None:
             try:
                 return render(tool.mock_template, call.args)
