@@ -54,6 +54,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--region", action="append", help="region(s) to run (default: default)")
     run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
     run.add_argument("--mock-config", type=Path, help="mock responses file for --mock-provider")
+    run.add_argument("--skip-pack-evals", "--skip-evals", dest="skip_pack_evals", action="store_true",
+                     help="do not run the arena's pack_evals (upstream flag)")
+    run.add_argument("--eval-types", action="append", help="run only pack evals of these types (repeatable, "
+                     "comma-separated; upstream flag)")
     run.add_argument("--formats", help="comma-separated: json,jsonl,junit,csv,markdown,html (html is always written; "
                      "json implies jsonl); default: all")
     run.add_argument("-o", "--out", "--out-dir", dest="out", type=Path, default=Path("arena-results"),
@@ -195,6 +199,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         max_pass_rate_drop=args.max_drop, strict=args.strict, temperature=args.temperature, seed=args.seed,
         fail_fast=args.fail_fast,
     )
+    options.skip_pack_evals, options.eval_types = args.skip_pack_evals, _globs(args.eval_types)
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a directory for the reports")
     progress = RunProgress(console, enabled=not args.quiet)

@@ -3,7 +3,7 @@ evals (`every_turn`, `sample_turns`) after each turn, session-triggered ones (`o
 `sample_sessions`) when the conversation ends. Each is a raw eval (no assertion wrapper) whose result is an
 upstream EvalResult in RunResult `eval_results`; they are observations, not gates: a failing pack eval does not
 fail its run (upstream's conversation executor: "non-gating observations"). Reports show them apart from
-assertions, typed `pack_eval:<type>` (upstream's PackEvalTypePrefix).
+assertions, typed `pack_eval:<type>` (upstream's PackEvalTypePrefix; results/packeval_rows.py).
 
 `arena run --skip-pack-evals` turns them off, `--eval-types a,b` keeps only those types (upstream's flags)."""
 
@@ -20,7 +20,6 @@ from .evalctx import eval_metadata
 from .packeval_spec import SESSION_TRIGGERS, TURN_TRIGGERS, PackEvalDef
 from .types import Message
 
-PACK_EVAL_TYPE_PREFIX = "pack_eval:"
 DEFAULT_SAMPLE_PERCENTAGE = 5.0  # upstream's DefaultSamplePercentage for the sample_* triggers
 EVAL_TIMEOUT_S = 30.0  # upstream's DefaultEvalTimeout, per eval
 _SAMPLE_MODULUS = 10_000
@@ -122,20 +121,3 @@ class PackEvals:
         if definition.message:
             result["message"] = definition.message
         return result
-
-
-def as_assertion_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Eval results as the assertion rows reports render, typed `pack_eval:<type>` (upstream's ConvertEvalResults)."""
-    rows = []
-    for result in results:
-        ok = bool(result.get("passed"))
-        message = result.get("error") if not ok and result.get("error") else result.get("explanation", "")
-        details = {"eval_id": result.get("eval_id"), "trigger": result.get("trigger"),
-                   "turn_index": result.get("turn_index"), "duration_ms": result.get("duration_ms")}
-        for key in ("score", "skip_reason"):
-            if key in result:
-                details[key] = result[key]
-        rows.append({"type": f"{PACK_EVAL_TYPE_PREFIX}{result.get('type', '')}", "passed": ok,
-                     "message": message or ("passed" if ok else "failed"), "details": details,
-                     **({"skipped": True} if result.get("skipped") else {})})
-    return rows

@@ -17,6 +17,7 @@ from typing import Any
 from ..api.arenajob import DataGenSettings
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.executor import ConversationExecutor
+from ..engine.packeval_spec import select as select_pack_evals
 from ..engine.plan import RunCombination, RunFilters, iter_plan
 from ..engine.providers.registry import build_providers
 from ..results.aggregate import aggregate
@@ -50,6 +51,8 @@ class LocalRunOptions:
     job_type: str = "evaluation"  # "datagen": a data generation run (datagen.local), with these dataGen settings
     data_gen: DataGenSettings | None = None
     fail_fast: bool = True  # a provider whose every run so far failed with an infrastructure error runs no more
+    skip_pack_evals: bool = False  # --skip-pack-evals
+    eval_types: list[str] = field(default_factory=list)  # --eval-types: only pack evals of these types
 
 
 @dataclass
@@ -175,6 +178,7 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     `on_note` gets what a resume decided (runs reused, rerun and why), before anything runs."""
     bundle = load_bundle(options.bundle, strict=options.strict)
     override_sampling(bundle, options.temperature, options.seed)
+    bundle.pack_evals = select_pack_evals(bundle.pack_evals, options.skip_pack_evals, options.eval_types)
     if options.prepare is not None:
         options.prepare(bundle)
     formats = choose_formats(bundle, options.formats)

@@ -6,13 +6,16 @@ memory, and `close()` writes the document — headers around the scratch file's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 from .formats import failures
+from .packeval_rows import run_lines
+
+PACK_EVAL_LINES = 1000  # pack eval lines kept per suite for its system-out
 
 
 @dataclass
@@ -25,6 +28,7 @@ class _Suite:
     failed: int = 0
     seconds: float = 0.0
     timestamp: str = ""
+    out: list[str] = field(default_factory=list)  # pack eval results: observations, not failures
 
 
 def _testcase(run: dict[str, Any], failed: list[dict[str, Any]]) -> str:
@@ -66,6 +70,7 @@ class JunitWriter:
         suite.errors += bool(run.get("Error"))
         suite.failed += bool(not run.get("Error") and failed)
         suite.seconds += float(run.get("Duration") or 0)
+        suite.out.extend(run_lines(run, PACK_EVAL_LINES - len(suite.out)))
         # JUnit wants a local-style timestamp without zone: the earliest start of the suite's runs (UTC).
         start = str(run.get("StartTime") or "")[:19]
         if start and (not suite.timestamp or start < suite.timestamp):
@@ -93,7 +98,9 @@ class JunitWriter:
                           f"tests=\"{suite.tests}\" failures=\"{suite.failed}\" errors=\"{suite.errors}\" "
                           f"skipped=\"0\" time=\"{suite.seconds / 1000:.3f}\">\n    <properties/>\n".encode())
                 _copy(self._cases, out, suite.end - suite.start)  # the suites tile the scratch file, in order
-                out.write(b"    <system-out/>\n    <system-err/>\n  </testsuite>\n")
+                text = xml_escape("\n".join(suite.out))
+                out.write((f"    <system-out>{text}</system-out>\n" if text else "    <system-out/>\n").encode())
+                out.write(b"    <system-err/>\n  </testsuite>\n")
             out.write(b"</testsuites>\n")
         self._cases.close()
         self._scratch_path.unlink()

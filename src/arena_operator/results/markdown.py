@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .failures import FailureDigest
+from .packeval_rows import PackEvalTally
 from .summary import Summary
 
 SHOWN_FAILURES = 50
@@ -22,10 +23,12 @@ class MarkdownWriter:
         self.path = path
         self.summary = Summary()
         self.failures = FailureDigest()
+        self.pack_evals = PackEvalTally()
 
     def add(self, run: dict[str, Any], line: bytes) -> None:
         self.summary.add(run)
         self.failures.add(run)
+        self.pack_evals.add(run)
 
     def close(self) -> None:
         data = self.summary.to_dict()
@@ -61,4 +64,5 @@ class MarkdownWriter:
                 lines.append(f"- **{_cell(scenario)} × {_cell(provider)}**{times}: {_cell(reason)}")
             if len(ordered) > SHOWN_FAILURES or self.failures.ungrouped:
                 lines.append("- … more in report.html / results.csv")
+        lines += self.pack_evals.markdown()
         self.path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -19,7 +19,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from . import report_charts as charts
-from .report_format import anchor, href, measured_ms, ms, num, pct, pretty, run_anchor, scenario_href, usd
+from .packeval_rows import as_assertion_rows
+from .report_format import anchor, filesize, href, measured_ms, ms, num, pct, pretty, run_anchor, scenario_href, usd
 from .report_views import ScenarioDetail, assertions, failure_rows, scenario_detail
 from .selection import FailureGroups
 
@@ -78,10 +79,10 @@ def _meta_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=num, ms=ms, usd=usd, pct=pct, pretty=pretty)
+    env.filters.update(num=num, ms=ms, usd=usd, pct=pct, pretty=pretty, filesize=filesize)
     env.globals.update(anchor=anchor, href=scenario_href, run_href=lambda run_id: href(run_anchor(run_id)),
                        cell_class=_cell_class, assertions=assertions, row_totals=_row_totals, triggered=_triggered,
-                       measured=measured_ms)
+                       measured=measured_ms, pack_eval_rows=as_assertion_rows)
     return env
 
 

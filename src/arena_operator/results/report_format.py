@@ -78,3 +78,12 @@ def compact(value: Any, limit: int = 160) -> str:
     """One line of JSON (or the string), cut at `limit` characters."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def filesize(value: Any) -> str:
+    """Upstream's FormatFileSize: 512 B, 1.50 KB, 2.00 MB, 1.00 GB."""
+    size = int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} B"
