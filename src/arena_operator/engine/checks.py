@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import spec as s
+from .a2a import sanitize
 from .assertions.registry import param_problems, suggest, tool_references, type_problem, validator_problem
 from .duplex import check_duplex
 from .errors import TemplateError
@@ -42,7 +43,12 @@ class ToolNames:
         self.tools = {**tools, **{str(name): None for name in bound}}
         self.mcp = {str(m.get("name")) for m in servers if m.get("name")}
         self.dynamic = any(m.get("source") for m in servers)
-        self.agents = {str(a.get("name")) for a in arena_entries(arena, "a2a_agents") if a.get("name")}
+        agents = arena_entries(arena, "a2a_agents")
+        # An agent's tools are named after its card (`a2a__<card name>__<skill>`), a remote card only known at
+        # run time: with a remote agent (`url`) any a2a__ name may resolve.
+        self.agents = {str(a.get("name")) for a in agents if a.get("name")} | {
+            sanitize(str(a["card"].get("name") or "")) for a in agents if isinstance(a.get("card"), dict)}
+        self.remote_agents = any(a.get("url") for a in agents)
 
     def known(self) -> str:
         """`the bundle's tools: a, b` — what a misspelt name could have meant."""
@@ -59,6 +65,8 @@ class ToolNames:
 
     def problem(self, name: str) -> str | None:
         if name in self.tools or name.startswith(SYSTEM_TOOL_PREFIXES):
+            return None
+        if self.remote_agents and name.startswith("a2a__"):
             return None
         for prefix, known, what in (("mcp__", self.mcp, "spec.mcp_servers"), ("a2a__", self.agents,
                                                                               "spec.a2a_agents")):

@@ -296,11 +296,12 @@ class ToolSpec(Model):
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     output_schema: dict[str, Any] | None = None
-    mode: Literal["mock", "live", "mcp", "exec", "client"] = "mock"
+    mode: Literal["mock", "live", "mcp", "exec", "client", "a2a"] = "mock"
     mock_result: Any = None
     mock_template: str | None = None
     mock_parts: list[Any] | None = None  # content parts beside the result (media.py)
     http: HttpToolConfig | None = None
+    exec: ExecToolConfig | None = None  # mode exec: run in the sandbox (engine/sandbox.py), when enabled
 
 
 class PersonaStyle(Model):
