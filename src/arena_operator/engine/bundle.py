@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from . import spec as s
 from .a2a import check_agents
 from .checks import ScenarioChecker, ToolNames, check_assertions, check_prompt
+from .composition import Compositions, check_compositions
 from .errors import BundleInvalid, BundleProblem
 from .manifests import (
     OUTSIDE_BUNDLE,
@@ -60,6 +61,7 @@ class Bundle:
     # Providers of other roles (tts, stt, embedding, inference): loaded, never in the run matrix.
     service_providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
     warnings: list[BundleProblem] = field(default_factory=list)
+    compositions: Compositions = field(default_factory=Compositions)  # the arena file's `compositions:`
 
     def prompt_for(self, scenario: s.ScenarioSpec) -> tuple[s.PromptConfigSpec | None, dict[str, Any]]:
         """The prompt config whose task_type matches the scenario's, with arena `vars` for it."""
@@ -281,6 +283,7 @@ class BundleLoader:
         checker = ScenarioChecker(bundle, roles, self.out, names, self.references)
         for loaded in self._scenario_docs.values():
             checker.check(loaded)
+        bundle.compositions = check_compositions(bundle, file, doc, self.out, names)
         if self.references:
             check_media(self.root, self._scenario_docs, self._tool_docs, self.out)
         bundle.pack_evals = load_pack_evals(arena, file, doc, self.out)

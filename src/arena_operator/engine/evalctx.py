@@ -8,6 +8,7 @@ from typing import Any
 
 from .assertions.base import EvalServices
 from .bundle import Bundle
+from .composition import composition_metadata
 from .providers.base import Provider
 from .providers.huggingface import HuggingFaceClassifier, classifier_from
 from .result import RunResult
@@ -32,6 +33,7 @@ def eval_metadata(messages: list[Message]) -> dict[str, Any]:
     last = next((m for m in reversed(messages) if m.role == "assistant"), None)
     if last is not None:
         metadata["latency_ms"] = float(int(last.latency_ms or 0.0))
+        metadata.update(composition_metadata(last))  # the latest reply's steps, branches, parallels
     return metadata
 
 

@@ -13,6 +13,7 @@ from .assertions.base import AssertionResult, EvalContext, EvalServices
 from .assertions.guardrails import Guardrail, check_input, check_output
 from .assertions.registry import evaluate, guardrail_for
 from .bundle import Bundle
+from .composition import CallSettings, CompositionError, CompositionRunner, composition_for
 from .durations import parse_duration
 from .errors import ProviderError
 from .evalctx import EvalEnvironment, eval_metadata, spend_of
@@ -115,6 +116,10 @@ class ConversationExecutor:
             pass
         except TimeoutError:
             result.error, result.error_kind = f"run timed out after {session.timeout:g}s", "timeout"
+        except CompositionError as exc:
+            result.error, result.error_kind = str(exc), exc.kind
+            result.cost.add(exc.outcome.cost)
+            result.violations.extend(exc.outcome.violations)
         except ProviderError as exc:
             result.error, result.error_kind = str(exc), exc.kind
         except Exception as exc:  # a bug or bad data must not take down the other runs
@@ -161,9 +166,21 @@ class ConversationExecutor:
         """As upstream: a turn's `streaming` can turn streaming off in a streaming scenario, not on."""
         return run.scenario.streaming and turn.streaming is not False
 
+    async def _compose(self, run: _Run, name: str) -> Message:
+        """A composition answers the turn: the user's message is its input, its output the reply."""
+        settings = CallSettings(self._temperature(run.provider), self._max_tokens(run.provider),
+                                self.bundle.arena.defaults.seed, self.run_timeout)
+        outcome = await CompositionRunner(self.bundle, run.provider, self.tools, settings).run(
+            name, run.messages[-1].content, run.scenario, run.combo.scenario_id)
+        run.result.violations.extend(outcome.violations)
+        run.messages.append(outcome.reply())
+        return run.messages[-1]
+
     async def _assistant_turn(self, run: _Run, stream: bool) -> list[Message]:
         """One assistant turn: call the model; run the tools it asks for and call again, within limits.
         The prompt's validators act on the user's message (input) and on every reply (output)."""
+        if (composition := composition_for(self.bundle, run.scenario.task_type)) is not None:
+            return [await self._compose(run, composition)]
         new: list[Message] = []
         blocked = await self._input_guard(run)
         if blocked is not None:
