@@ -15,6 +15,8 @@ def as_assertion_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for result in results:
         ok = bool(result.get("passed"))
         message = result.get("error") if not ok and result.get("error") else result.get("explanation", "")
+        if result.get("skipped"):
+            message = f"skipped: {result.get('skip_reason') or 'the eval could not judge'}"
         details = {"eval_id": result.get("eval_id"), "trigger": result.get("trigger"),
                    "turn_index": result.get("turn_index"), "duration_ms": result.get("duration_ms")}
         for key in ("score", "skip_reason"):
@@ -34,8 +36,11 @@ def run_lines(run: dict[str, Any], limit: int) -> list[str]:
     """One line per pack eval result of a run (at most `limit`), for junit's system-out."""
     rows = as_assertion_rows(list(run.get("eval_results") or [])[:max(0, limit)])
     where = f"{run.get('ScenarioID')} × {run.get('ProviderID')} trial {run.get('Trial', 0)}"
-    return [f"{where}: {row['type']} {row['details']['eval_id']}: {'passed' if row['passed'] else 'failed'}: "
-            f"{row['message']}" for row in rows]
+    return [f"{where}: {row['type']} {row['details']['eval_id']}: {_verdict(row)}: {row['message']}" for row in rows]
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    return "skipped" if row.get("skipped") else "passed" if row["passed"] else "failed"
 
 
 class PackEvalTally:
