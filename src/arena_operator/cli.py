@@ -50,6 +50,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("-c", "--config", help="bundle directory or arena config file (upstream flag)")
     run.add_argument("--scenario", action="append", help="scenario id or file glob (repeatable, comma-separated)")
     run.add_argument("--exclude-scenario", action="append", help="scenario glob to leave out")
+    run.add_argument("--eval", action="append", help="eval id or file glob (repeatable, comma-separated): run these "
+                     "evals over their recordings instead of scenarios (upstream flag)")
+    run.add_argument("--record", action="store_true", help="write each scenario run's session recording to "
+                     "<out>/recordings/<RunID>.jsonl (as defaults.output.recording.enabled)")
     run.add_argument("--provider", action="append", help="provider id glob (repeatable, comma-separated)")
     run.add_argument("--region", action="append", help="region(s) to run (default: default)")
     run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
@@ -191,13 +195,14 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.allow_exec:
         allow_exec()
     filters = RunFilters(scenarios=_globs(args.scenario), exclude_scenarios=_globs(args.exclude_scenario),
-                         providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials)
+                         providers=_globs(args.provider), regions=_globs(args.region), trials=args.trials,
+                         evals=_globs(args.eval))
     options = LocalRunOptions(
         bundle=Path(path), out_dir=args.out, filters=filters, concurrency=args.concurrency,
         mock_provider=args.mock_provider, mock_config=args.mock_config,
         formats=_globs([args.formats]) if args.formats else None, resume=args.resume, baseline=args.baseline,
         max_pass_rate_drop=args.max_drop, strict=args.strict, temperature=args.temperature, seed=args.seed,
-        fail_fast=args.fail_fast,
+        fail_fast=args.fail_fast, record=args.record,
     )
     options.skip_pack_evals, options.eval_types = args.skip_pack_evals, _globs(args.eval_types)
     if args.out.exists() and not args.out.is_dir():

@@ -15,13 +15,13 @@ from .a2a import check_agents
 from .checks import ScenarioChecker, ToolNames, check_assertions, check_prompt
 from .composition import Compositions, check_compositions
 from .errors import BundleInvalid, BundleProblem
+from .evalspec import EvalEntry, load_evals
 from .manifests import (
     OUTSIDE_BUNDLE,
     Collector,
     Loaded,
     escapes,
     load_kind,
-    manifest_id,
     read_manifest,
     register,
     report_unknown,
@@ -30,6 +30,8 @@ from .manifests import (
 )
 from .media_check import check_media
 from .packeval_spec import PackEvalDef, load_pack_evals
+from .providers.replay import check_replay_providers, used_providers
+from .recording import check_recording_config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Bundle:
     tools: dict[str, s.ToolSpec] = field(default_factory=dict)
     personas: dict[str, s.PersonaSpec] = field(default_factory=dict)
     evals: dict[str, Any] = field(default_factory=dict)
+    eval_runs: dict[str, EvalEntry] = field(default_factory=dict)  # loaded evals with their recordings
     pack_evals: list[PackEvalDef] = field(default_factory=list)  # spec.pack_evals (packevals.py)
     # Providers of other roles (tts, stt, embedding, inference): loaded, never in the run matrix.
     service_providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
@@ -189,6 +192,8 @@ class BundleLoader:
             register(bundle.providers, loaded, self.out, where["provider"], "provider")
             bundle.provider_groups.setdefault(loaded.id, ref.group)
             self._check_mock_config(loaded)
+            if loaded.spec.type == "replay":
+                self._replays.append(loaded)
 
         def on_scenario(loaded: Loaded, _ref: Any) -> None:
             register(bundle.scenarios, loaded, self.out, where["scenario"], "scenario")
@@ -204,6 +209,7 @@ class BundleLoader:
             register(bundle.personas, loaded, self.out, where["persona"], "persona")
 
         self._scenario_docs: dict[str, Loaded] = {}
+        self._replays: list[Loaded] = []
         self._tool_docs: dict[str, Loaded] = {}
         self._prompt_docs: dict[str, Loaded] = {}
         self._arena, self._arena_doc, self._arena_rel = arena, doc, file
@@ -212,13 +218,7 @@ class BundleLoader:
         self._each(("scenarios",), "Scenario", s.ScenarioSpec, on_scenario)
         self._each(("tools",), "Tool", s.ToolSpec, on_tool)
         self._each(("self_play", "personas"), "Persona", s.PersonaSpec, on_persona)
-        for index, ref in enumerate(arena.evals):
-            if escapes(self.root, ref.file):
-                self.out.add(file, doc, ["spec", "evals", index, "file"], f"{ref.file}: Eval file {OUTSIDE_BUNDLE}")
-                continue
-            read = read_manifest(self.root / ref.file, "Eval", self.out)
-            if read is not None:
-                bundle.evals[manifest_id(read[0], None, self.root / ref.file)] = read[1]
+        bundle.evals, bundle.eval_runs = load_evals(self.root, arena, file, doc, self.out)
         self._load_inline(bundle, doc, file, where)
 
     def _load_inline(self, bundle: Bundle, doc: Any, file: str, where: dict[str, dict[str, str]]) -> None:
@@ -283,6 +283,11 @@ class BundleLoader:
         checker = ScenarioChecker(bundle, roles, self.out, names, self.references)
         for loaded in self._scenario_docs.values():
             checker.check(loaded)
+        check_recording_config(arena.defaults.output.model_extra, file, doc, self.out)
+        if self.references:
+            used = used_providers(list(bundle.scenarios.values()), list(providers), [*bundle.judges.values(),
+                                                                                     *roles.values()])
+            check_replay_providers(self._replays, used, self.root, self.out)
         bundle.compositions = check_compositions(bundle, file, doc, self.out, names)
         if self.references:
             check_media(self.root, self._scenario_docs, self._tool_docs, self.out)

@@ -1,4 +1,6 @@
-"""RunPlan: regions × scenarios × providers × trials, filtered by globs — upstream's GenerateRunPlan."""
+"""RunPlan: regions × scenarios × providers × trials, filtered by globs — upstream's GenerateRunPlan. Or, in eval
+mode (an `--eval` filter, or a bundle with evals and no scenarios, as upstream; scenarios and evals never mix in
+one plan), one run per eval × recorded conversation, whose `recording` names it (engine/evalspec.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from .result import run_id_for
 from .spec import ScenarioSpec
 
 DEFAULT_REGION = "default"
+EVAL_PROVIDER = "eval"  # upstream's ProviderID of an eval run: the real provider is in the recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +22,12 @@ class RunCombination:
     scenario_id: str
     provider_id: str
     trial: int = 0
+    recording: str = ""  # an eval run: the eval id is scenario_id, this the conversation it replays
 
     @property
     def run_id(self) -> str:
+        if self.recording:
+            return run_id_for(self.region, f"{self.scenario_id}\x00{self.recording}", self.provider_id, self.trial)
         return run_id_for(self.region, self.scenario_id, self.provider_id, self.trial)
 
 
@@ -34,6 +40,7 @@ class RunFilters:
     providers: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     trials: int | None = None
+    evals: list[str] = field(default_factory=list)  # `--eval`: eval id or file globs; selects eval mode
 
 
 def _matches(globs: Iterable[str], *names: str) -> bool:
@@ -65,9 +72,27 @@ def select_scenarios(bundle: Bundle, filters: RunFilters) -> list[str]:
     return selected
 
 
+def eval_mode(bundle: Bundle, filters: RunFilters) -> bool:
+    """Upstream's rule: an eval filter, or no scenario filter, no scenarios and some evals."""
+    return bool(filters.evals) or (not filters.scenarios and not bundle.scenarios and bool(bundle.eval_runs))
+
+
+def iter_eval_plan(bundle: Bundle, filters: RunFilters) -> Iterator[RunCombination]:
+    """One run per eval × recorded conversation, evals in id order (regions, providers and trials do not apply)."""
+    for eval_id in sorted(bundle.eval_runs):
+        entry = bundle.eval_runs[eval_id]
+        if filters.evals and not _matches(filters.evals, eval_id, entry.file):
+            continue
+        for ref in entry.recordings:
+            yield RunCombination(DEFAULT_REGION, eval_id, EVAL_PROVIDER, 0, ref)
+
+
 def iter_plan(bundle: Bundle, filters: RunFilters | None = None) -> Iterator[RunCombination]:
     """Stream the combinations in a stable order (scenario, provider, region, trial)."""
     filters = filters or RunFilters()
+    if eval_mode(bundle, filters):
+        yield from iter_eval_plan(bundle, filters)
+        return
     regions = filters.regions or [DEFAULT_REGION]
     for scenario_id in select_scenarios(bundle, filters):
         scenario = bundle.scenarios[scenario_id]

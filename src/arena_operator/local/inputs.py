@@ -17,6 +17,7 @@ from typing import Any
 from .. import __version__
 from ..engine import spec as s
 from ..engine.bundle import Bundle
+from ..engine.evalspec import split_ref
 from ..engine.plan import RunCombination
 
 VERSION_PART = "the arena version"
@@ -92,6 +93,8 @@ class InputHasher:
         return self._hashes[key]
 
     def _scenario_parts(self, combo: RunCombination) -> list[str]:
+        if combo.recording:
+            return self._eval_parts(combo.scenario_id)
         bundle = self.bundle
         scenario = bundle.scenarios[combo.scenario_id]
         file = bundle.scenario_files.get(combo.scenario_id, "")
@@ -119,6 +122,16 @@ class InputHasher:
             tool = bundle.tools.get(name)
             if tool is not None:
                 labels.append(self._put(f"tool {name}", tool.model_dump(mode="json")))
+        return labels
+
+    def _eval_parts(self, eval_id: str) -> list[str]:
+        """An eval run depends on its eval, the content of every recording it replays and the judges."""
+        entry = self.bundle.eval_runs[eval_id]
+        files = sorted({split_ref(ref)[0] for ref in entry.recordings})
+        labels = [self._put(f"eval {entry.file} {eval_id}", entry.spec.model_dump(mode="json"))]
+        labels += [self._put(f"recording {f}", _file_digest(self.bundle.root / f)) for f in files]
+        for provider_id in dict.fromkeys(self.bundle.judges.values()):
+            labels.extend(self._provider_parts(provider_id))
         return labels
 
     def _provider_parts(self, provider_id: str) -> list[str]:

@@ -16,10 +16,11 @@ from typing import Any
 
 from ..api.arenajob import DataGenSettings
 from ..engine.bundle import Bundle, load_bundle
-from ..engine.executor import ConversationExecutor
+from ..engine.dispatch import RunExecutor
 from ..engine.packeval_spec import select as select_pack_evals
 from ..engine.plan import RunCombination, RunFilters, iter_plan
 from ..engine.providers.registry import build_providers
+from ..engine.recording import SessionRecorder, recording_settings
 from ..results.aggregate import aggregate
 from ..results.compare import Verdict, judge_against
 from ..results.dirsink import DirSink
@@ -53,6 +54,7 @@ class LocalRunOptions:
     fail_fast: bool = True  # a provider whose every run so far failed with an infrastructure error runs no more
     skip_pack_evals: bool = False  # --skip-pack-evals
     eval_types: list[str] = field(default_factory=list)  # --eval-types: only pack evals of these types
+    record: bool = False  # --record: session recordings in <out>/<defaults.output.recording.dir or recordings>/
 
 
 @dataclass
@@ -101,10 +103,18 @@ class NothingSelected(ValueError):
 
 def nothing_selected(bundle: Bundle, filters: RunFilters) -> str:
     wanted = {"--scenario": filters.scenarios, "--exclude-scenario": filters.exclude_scenarios,
-              "--provider": filters.providers, "--region": filters.regions}
+              "--provider": filters.providers, "--region": filters.regions, "--eval": filters.evals}
     given = "; ".join(f"{flag} {' '.join(globs)}" for flag, globs in wanted.items() if globs) or "no filters"
+    evals = f"; evals: {', '.join(sorted(bundle.eval_runs))}" if bundle.eval_runs else ""
     return (f"nothing to run: {given} selects no scenario × provider; scenarios: {', '.join(sorted(bundle.scenarios))}"
-            f"; providers: {', '.join(sorted(bundle.providers)) or 'none'}")
+            f"; providers: {', '.join(sorted(bundle.providers)) or 'none'}{evals}")
+
+
+def session_recorder(bundle: Bundle, out_dir: Path, record: bool) -> SessionRecorder | None:
+    """Upstream's ConfigureSessionRecordingFromConfig: `defaults.output.recording` (or --record) records into
+    <out>/<dir>; the out directory stands for upstream's `output.dir`."""
+    enabled, subdir = recording_settings(bundle.arena.defaults.output.model_extra)
+    return SessionRecorder(out_dir / subdir) if enabled or record else None
 
 
 def report_meta(bundle: Path, planned: int) -> dict[str, Any]:
@@ -152,7 +162,7 @@ class _UnitWriter:
 
 
 async def _drain(
-    executor: ConversationExecutor,
+    executor: RunExecutor,
     todo: Iterator[RunCombination],
     concurrency: int,
     record: Callable[[RunCombination, dict[str, Any]], Awaitable[None]],
@@ -210,7 +220,7 @@ async def run_local(options: LocalRunOptions, on_result: ProgressHook | None = N
     if on_plan:
         on_plan(pending)
     providers = build_providers(bundle.providers, bundle.root, options.mock_provider, options.mock_config)
-    executor = ConversationExecutor(bundle, providers)
+    executor = RunExecutor(bundle, providers, session_recorder(bundle, out_dir, options.record))
     concurrency = options.concurrency or bundle.arena.defaults.concurrency
     failfast.providers = providers
 

@@ -57,13 +57,17 @@ def apply_to_bundle(bundle: Bundle, resolved: ResolvedProviders, tools: Mapping[
         materialize_mock_configs(bundle, mock_dir)
 
 
+OFFLINE_TYPES = ("mock", "replay")  # provider types that call nothing: a bundle may bring them into the cluster
+
+
 def refuse_unresolved_endpoints(bundle: Bundle, resolved: ResolvedProviders) -> None:
     """The cluster's rule (operator and worker): a provider's endpoint, headers and credential come from a Provider
-    object, never from the bundle, so a bundle provider the job does not resolve runs only as a mock. Otherwise a
-    bundle would choose which secret goes to which host (`credential_env: AWS_SECRET_ACCESS_KEY` to its own
-    `base_url`). Raises ResolutionError(ProviderNotFound) naming each such provider and its group."""
+    object, never from the bundle, so a bundle provider the job does not resolve runs only as a mock (or replays
+    one of its recordings). Otherwise a bundle would choose which secret goes to which host (`credential_env:
+    AWS_SECRET_ACCESS_KEY` to its own `base_url`). Raises ResolutionError(ProviderNotFound) naming each such
+    provider and its group."""
     from_bundle = sorted(pid for pid, spec in bundle.providers.items()
-                         if pid not in resolved.specs and spec.type != "mock")
+                         if pid not in resolved.specs and spec.type not in OFFLINE_TYPES)
     if from_bundle:
         named = ", ".join(f"{pid} (group {bundle.provider_groups.get(pid, DEFAULT_GROUP)}, type "
                           f"{bundle.providers[pid].type})" for pid in from_bundle)

@@ -15,18 +15,23 @@ DEFAULT_MAX_UNITS = 100_000
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One scenario × provider × region × trial: what the planner enqueues and a worker runs. Its id is the
-    deterministic run id, so re-enqueueing after a crash is idempotent."""
+    """One scenario × provider × region × trial (or one eval × recorded conversation, `recording` set): what the
+    planner enqueues and a worker runs. Its id is the deterministic run id, so re-enqueueing after a crash is
+    idempotent."""
 
     id: str
     scenario: str
     provider: str
     region: str
     trial: int
+    recording: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "scenario": self.scenario, "provider": self.provider, "region": self.region,
-                "trial": self.trial}
+        data: dict[str, Any] = {"id": self.id, "scenario": self.scenario, "provider": self.provider,
+                                "region": self.region, "trial": self.trial}
+        if self.recording:
+            data["recording"] = self.recording
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkUnit:
@@ -35,10 +40,10 @@ class WorkUnit:
         if missing:
             raise ValueError(f"work unit without {', '.join(missing)}: {sorted(data)}")
         return cls(str(data["id"]), str(data["scenario"]), str(data["provider"]), str(data["region"]),
-                   int(data["trial"]))
+                   int(data["trial"]), str(data.get("recording") or ""))
 
     def combination(self) -> RunCombination:
-        return RunCombination(self.region, self.scenario, self.provider, self.trial)
+        return RunCombination(self.region, self.scenario, self.provider, self.trial, self.recording)
 
 
 class PlanTooLarge(ValueError):
@@ -70,7 +75,7 @@ def plan_inputs(config_spec: Any, job_spec: Any) -> PlanInputs:
 def iter_units(bundle: Bundle, inputs: PlanInputs) -> Iterator[WorkUnit]:
     """The plan's work units, streamed."""
     for combo in iter_plan(bundle, inputs.filters()):
-        yield WorkUnit(combo.run_id, combo.scenario_id, combo.provider_id, combo.region, combo.trial)
+        yield WorkUnit(combo.run_id, combo.scenario_id, combo.provider_id, combo.region, combo.trial, combo.recording)
 
 
 def count_units(bundle: Bundle, inputs: PlanInputs, limit: int = DEFAULT_MAX_UNITS) -> int:

@@ -22,9 +22,10 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from ..engine.bundle import Bundle, load_bundle
-from ..engine.executor import ConversationExecutor
+from ..engine.dispatch import RunExecutor
 from ..engine.providers.circuit import UNAVAILABLE
 from ..engine.providers.registry import build_providers
+from ..engine.recording import RECORDING_CONTENT_TYPE, SessionRecorder, recording_settings
 from ..logs import setup_logging
 from ..results.aggregate import aggregate
 from ..results.compare import judge_against
@@ -157,7 +158,10 @@ class Worker:
         self.sink = sink
         self.metrics = metrics
         providers = build_providers(bundle.providers, bundle.root)
-        self.executor = ConversationExecutor(bundle, providers)
+        enabled, self.recording_dir = recording_settings(bundle.arena.defaults.output.model_extra)
+        recorder = SessionRecorder(Path(tempfile.mkdtemp(dir=settings.workdir, prefix="recordings-"))) \
+            if enabled else None
+        self.executor = RunExecutor(bundle, providers, recorder)
         self.unit_timeout = float(config.get("unitTimeout") or self.executor.run_timeout)
         self.executor.run_timeout = self.unit_timeout
 
@@ -172,7 +176,7 @@ class Worker:
         combo = unit.combination()
         keeper = asyncio.create_task(self._keep_claimed(claimed))
         try:
-            result = (await self.executor.execute(combo)).to_dict()
+            result = await self._publish_recording((await self.executor.execute(combo)).to_dict())
         finally:
             keeper.cancel()
         self.metrics.observe(result)
@@ -196,6 +200,22 @@ class Worker:
                  extra={"job": self.settings.job, "namespace": self.settings.namespace, "unit": claimed.unit_id,
                         "scenario": unit.scenario, "provider": unit.provider, "attempt": claimed.attempt,
                         "revision": self.config.get("revision", ""), "status": result.get("Status")})
+
+    async def _publish_recording(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A run's session recording goes to the job's sink beside the units (`<recording dir>/<RunID>.jsonl`) and
+        RecordingPath names it there; without a sink (no spec.output) nothing keeps it, so it is dropped."""
+        local = result.pop("RecordingPath", None)
+        if not local:
+            return result
+        path = Path(local)
+        try:
+            if self.sink is not None:
+                name = f"{self.recording_dir.strip('/')}/{path.name}"
+                await self.sink.put_object(name, path, RECORDING_CONTENT_TYPE)
+                result["RecordingPath"] = self.sink.url + name
+        finally:
+            path.unlink(missing_ok=True)
+        return result
 
     async def _claim(self) -> list[Claimed]:
         try:

@@ -1,8 +1,9 @@
 """Build provider objects from bundle specs, honouring `--mock-provider` and `--mock-config`.
 
 Every provider type upstream accepts loads. The ones spoken over plain HTTP run (`openai`, `vllm`, `ollama`,
-`claude`, `gemini`, `mock`); the others (`replay`, `imagen`, TTS/embedding services, providers behind a hosting
-`platform` such as bedrock, vertex or azure, any type this version does not know) become a provider whose every
+`claude`, `gemini`, `mock`), `replay` answers from a recording (providers/replay.py); the others (`imagen`,
+TTS/embedding services, providers behind a hosting `platform` such as bedrock, vertex or azure, any type this
+version does not know) become a provider whose every
 call fails with a clear message — the run that uses it is an error of kind `unsupported`, the other runs go
 on — and `--mock-provider` replaces them like any other.
 
@@ -23,6 +24,7 @@ from .claude import ClaudeProvider
 from .gemini import GeminiProvider
 from .mock import MockConfig, MockProvider
 from .openai import OpenAIProvider
+from .replay import ReplayProvider
 
 HTTP_PROVIDERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
@@ -33,7 +35,6 @@ HTTP_PROVIDERS: dict[str, type[Provider]] = {
 }
 # Types upstream knows that need something this version does not speak (a recording, a media or voice API).
 NEEDS = {
-    "replay": "replays recorded sessions (session replay comes with the conversation machinery)",
     "imagen": "calls Google's Imagen image-generation API",
     "elevenlabs": "is a text-to-speech service (voice runs)", "cartesia": "is a text-to-speech service (voice runs)",
     "voyageai": "is an embedding service", "huggingface": "is a classifier endpoint (used by classifier evals)",
@@ -93,6 +94,9 @@ def build_providers(
             mock_spec = spec.model_copy(update={"type": "mock", "id": provider_id})
             built[provider_id] = MockProvider(provider_id, mock_spec,
                                               _mock_config(mock_spec, root, mock_config, mock_all, cache))
+            continue
+        if spec.type == "replay":
+            built[provider_id] = ReplayProvider(provider_id, spec, root)
             continue
         reason = unavailable_reason(spec)
         built[provider_id] = (UnavailableProvider(provider_id, spec, reason) if reason
