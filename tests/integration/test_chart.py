@@ -439,6 +439,11 @@ def test_egress_settings_reach_the_operator() -> None:
     assert env["ARENA_EGRESS_ALLOW_PRIVATE"] == "true" and env["ARENA_EGRESS_ALLOW_CIDRS"] == "10.96.0.0/12,fd00::/8"
 
 
+def test_the_stdio_mcp_gate_reaches_the_operator_off_by_default() -> None:
+    assert _env(_operator(render())[1])["ARENA_ALLOW_MCP_STDIO"] == "false"
+    assert _env(_operator(render({"mcp": {"allowStdio": True}}))[1])["ARENA_ALLOW_MCP_STDIO"] == "true"
+
+
 def test_external_redis_with_a_password_secret() -> None:
     objects = render(OPTIONS["external-redis"])
     assert not by_kind(objects, "StatefulSet") and not by_kind(objects, "Secret")

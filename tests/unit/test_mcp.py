@@ -1,18 +1,29 @@
 """The MCP declarations and policy, table-driven: names, upstream's keys, tool filters, which servers a prompt
-needs, and where stdio servers may run (locally always; in the cluster only when the admin allows it)."""
+needs, and where stdio servers may run (locally always; in the cluster only when the admin allows stdio servers and
+the ArenaJob lists the command), down to the ArenaJob field and the worker pod's environment."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from arena_operator.engine import mcp
+from arena_operator.api.arenajob import ArenaJobSpec
+from arena_operator.engine import mcp, mcp_policy
 from arena_operator.engine.egress import EgressPolicy, confine_process
 from arena_operator.engine.spec import ArenaSpec
-from arena_operator.reconcile.worker_job import REDIS_URL_KEY, SecretKeyRef, WorkerJobParams, build_worker_job
+from arena_operator.reconcile.jobspec import stdio_commands_of
+from arena_operator.reconcile.worker_job import (
+    REDIS_URL_KEY,
+    SecretKeyRef,
+    WorkerJobParams,
+    build_worker_job,
+    pod_override_problems,
+)
 
 
 def arena(**extra: Any) -> ArenaSpec:
@@ -65,16 +76,31 @@ def test_servers_come_from_the_arena_and_its_runtime_and_only_needed_ones_start(
     assert tools.needed(["lookup", "mcp__fs__read", "mcp__fs__write", "mcp__gone__x"]) == ["fs"]
 
 
-@pytest.mark.parametrize(("environ", "allowed"), [
-    ({}, False), ({"ARENA_ALLOW_MCP_STDIO": "true"}, True), ({"ARENA_ALLOW_MCP_STDIO": " TRUE "}, True),
-    ({"ARENA_ALLOW_MCP_STDIO": "1"}, False),
+ALLOWED = {"ARENA_ALLOW_MCP_STDIO": "true", "ARENA_MCP_STDIO_COMMANDS": '["npx","python"]'}
+
+
+@pytest.mark.parametrize(("environ", "refusal"), [
+    (ALLOWED, None),
+    ({**ALLOWED, "ARENA_ALLOW_MCP_STDIO": " TRUE "}, None),
+    ({}, "only when the cluster admin allows them .ARENA_ALLOW_MCP_STDIO=true on the operator, Helm value "
+         "mcp.allowStdio. and the ArenaJob lists the command in spec.mcp.allowStdioCommands"),
+    ({**ALLOWED, "ARENA_ALLOW_MCP_STDIO": "1"}, "only when the cluster admin allows them"),
+    ({"ARENA_MCP_STDIO_COMMANDS": '["python"]'}, "only when the cluster admin allows them"),  # both must allow
+    ({"ARENA_ALLOW_MCP_STDIO": "true"}, "'fs': command 'python' is not allowed by the ArenaJob: add it to "
+                                        r"spec.mcp.allowStdioCommands \(allowed now: none\)"),
+    ({**ALLOWED, "ARENA_MCP_STDIO_COMMANDS": '["npx"]'}, r"allowed now: 'npx'\)"),
+    ({**ALLOWED, "ARENA_MCP_STDIO_COMMANDS": '["/usr/bin/python"]'}, "not allowed"),  # exactly as written
+    ({**ALLOWED, "ARENA_MCP_STDIO_COMMANDS": "python"}, "allowed now: none"),  # not JSON: nothing allowed
+    ({**ALLOWED, "ARENA_MCP_STDIO_COMMANDS": '{"python": 1}'}, "allowed now: none"),
 ])
-def test_stdio_in_the_cluster_only_when_allowed(in_cluster: None, environ: dict[str, str], allowed: bool) -> None:
-    assert mcp.stdio_allowed(environ) is allowed
+def test_stdio_in_the_cluster_only_when_admin_and_job_allow(in_cluster: None, environ: dict[str, str],
+                                                            refusal: str | None) -> None:
+    found = mcp_policy.stdio_refusal("fs", "python", environ)
+    assert found is None if refusal is None else re.search(refusal, found or ""), found
 
 
 def test_stdio_locally_always() -> None:
-    assert mcp.stdio_allowed({})
+    assert mcp_policy.stdio_refusal("fs", "anything", {}) is None
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -89,16 +115,54 @@ async def test_servers_this_version_cannot_run_fail_clearly(entry: dict[str, Any
 
 async def test_a_stdio_server_in_the_cluster_without_the_switch_is_refused(
         in_cluster: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ARENA_ALLOW_MCP_STDIO", raising=False)
+    monkeypatch.setenv("ARENA_ALLOW_MCP_STDIO", "true")
+    monkeypatch.delenv("ARENA_MCP_STDIO_COMMANDS", raising=False)
     tools = mcp.McpTools(arena(mcp_servers=[{"name": "fs", "command": "fs-server"}]), Path("."))
-    with pytest.raises(mcp.McpStartError, match="'fs': stdio servers run in the cluster only when"):
+    with pytest.raises(mcp.McpStartError, match="'fs': command 'fs-server' is not allowed by the ArenaJob"):
+        await tools.ensure(["fs"])
+    with pytest.raises(mcp.McpStartError):  # remembered: every later run of the server fails the same way
         await tools.ensure(["fs"])
 
 
-def test_the_operator_copies_the_switch_into_worker_pods() -> None:
+def worker_env(**params: Any) -> dict[str, dict[str, Any]]:
     job = build_worker_job(WorkerJobParams(
         namespace="team-a", job_name="nightly", job_uid="uid-1", image="arena:test", artifact_url="http://a/x",
-        artifact_digest="sha256:" + "0" * 64, job_key="k", redis_secret=SecretKeyRef("s", REDIS_URL_KEY),
-        egress={"ARENA_ALLOW_MCP_STDIO": "true"}))
-    env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["ARENA_ALLOW_MCP_STDIO"] == {"name": "ARENA_ALLOW_MCP_STDIO", "value": "true"}
+        artifact_digest="sha256:" + "0" * 64, job_key="k", redis_secret=SecretKeyRef("s", REDIS_URL_KEY), **params))
+    return {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(("params", "gate", "commands"), [
+    ({}, "false", "[]"),
+    ({"egress": {"ARENA_ALLOW_MCP_STDIO": "true"}}, "true", "[]"),
+    ({"egress": {"ARENA_ALLOW_MCP_STDIO": "true"}, "mcp_stdio_commands": ("python", "npx", "python")}, "true",
+     '["npx","python"]'),
+])
+def test_the_operator_always_sets_both_keys_in_worker_pods(params: dict[str, Any], gate: str, commands: str) -> None:
+    env = worker_env(**params)
+    assert env["ARENA_ALLOW_MCP_STDIO"] == {"name": "ARENA_ALLOW_MCP_STDIO", "value": gate}
+    assert env["ARENA_MCP_STDIO_COMMANDS"] == {"name": "ARENA_MCP_STDIO_COMMANDS", "value": commands}
+    assert mcp_policy.job_commands({"ARENA_MCP_STDIO_COMMANDS": commands}) == set(params.get("mcp_stdio_commands", ()))
+
+
+@pytest.mark.parametrize("name", ["ARENA_ALLOW_MCP_STDIO", "ARENA_MCP_STDIO_COMMANDS"])
+def test_a_job_owner_cannot_set_the_keys_through_pod_overrides(name: str) -> None:
+    problems = pod_override_problems({"extraEnv": [{"name": name, "value": "true"}]}, None, [])
+    assert problems == [f"spec.workers.podOverrides.extraEnv[0].name: {name} is set by the operator"]
+
+
+@pytest.mark.parametrize(("mcp_spec", "commands", "error"), [
+    (None, (), None),
+    ({}, (), None),
+    ({"allowStdioCommands": ["python", "/opt/mcp/server"]}, ("python", "/opt/mcp/server"), None),
+    ({"allowStdioCommands": ["python -m x"]}, (), "should match pattern"),
+    ({"allowStdioCommands": [""]}, (), "at least 1 character"),
+    ({"allowStdioCommands": ["x"] * 33}, (), "at most 32 items"),
+    ({"allowStdio": True}, (), "Extra inputs are not permitted"),
+])
+def test_the_arenajob_field(mcp_spec: dict[str, Any] | None, commands: tuple[str, ...], error: str | None) -> None:
+    raw: dict[str, Any] = {"sourceRef": {"name": "prompts"}, **({"mcp": mcp_spec} if mcp_spec is not None else {})}
+    if error:
+        with pytest.raises(ValidationError, match=error):
+            ArenaJobSpec.model_validate(raw)
+    else:
+        assert stdio_commands_of(ArenaJobSpec.model_validate(raw)) == commands

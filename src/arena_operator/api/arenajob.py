@@ -10,15 +10,17 @@ the load-test block) are accepted too (``compat.py``); ``runplan/forms.py`` maps
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from .arenaconfig import ScenarioFilter
 from .common import (
     MAX_ATTEMPTS,
+    MAX_COMMAND_LENGTH,
     MAX_DATAGEN_COUNT,
     MAX_LOAD_VUS,
+    MAX_MCP_STDIO_COMMANDS,
     MAX_TARGET_RPS,
     MAX_TRIALS,
     MAX_VUS_PER_WORKER,
@@ -113,6 +115,21 @@ class WorkerSettings(ApiModel):
             raise ValueError(f"minReplicas ({self.min_replicas}) must not be greater than maxReplicas "
                              f"({self.max_replicas})")
         return self
+
+
+StdioCommand = Annotated[str, Field(min_length=1, max_length=MAX_COMMAND_LENGTH, pattern=r"^\S+$")]
+
+
+class McpSettings(ApiModel):
+    """The bundle's MCP servers in this job's worker pods."""
+
+    allow_stdio_commands: list[StdioCommand] | None = Field(
+        None, max_length=MAX_MCP_STDIO_COMMANDS,
+        description="Commands the bundle's stdio MCP servers may run inside the worker pods, exactly as the "
+                    "bundle's mcp_servers[].command writes them (e.g. npx, python, /opt/mcp/server). A stdio "
+                    "server whose command is not listed fails its runs (error kind mcp_start), as do all of them "
+                    "unless the cluster admin allows stdio MCP servers (Helm value mcp.allowStdio). Default: "
+                    "none. HTTP servers (url) need no entry: the egress policy applies to them.")
 
 
 class ProviderOverride(ApiModel):
@@ -220,6 +237,8 @@ class ArenaJobSpec(ApiModel):
     cancelled: bool | None = Field(None, description="Go form of suspend: true cancels a running job (or pauses "
                                                      "a schedule), exactly as suspend: true does.")
     verbose: bool | None = Field(None, description="Debug logging in the worker pods (ARENA_LOG_LEVEL=DEBUG).")
+    mcp: McpSettings | None = Field(None, description="The bundle's MCP servers: which stdio server commands the "
+                                                      "worker pods may run.")
     session_recording: bool | None = Field(
         None, description="Go form: accepted and kept; this operator has no session API, and every run's "
                           "transcript is in the results (units/<id>.json) whatever its value.")

@@ -61,6 +61,8 @@ MAX_VUS_PER_WORKER = 10_000
 MAX_TARGET_RPS = 100_000
 MAX_DATAGEN_COUNT = 10_000_000
 MAX_ATTEMPTS = 100
+MAX_MCP_STDIO_COMMANDS = 32  # spec.mcp.allowStdioCommands: commands a job's worker pods may run as MCP servers
+MAX_COMMAND_LENGTH = 256
 MIN_SOURCE_INTERVAL = "10s"
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"

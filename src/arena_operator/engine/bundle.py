@@ -28,6 +28,7 @@ from .manifests import (
     suggest,
     validate_model,
 )
+from .mcp_checks import check_mcp_servers
 from .media_check import check_media
 from .packeval_spec import PackEvalDef, load_pack_evals
 from .providers.replay import check_replay_providers, used_providers
@@ -137,6 +138,7 @@ class BundleLoader:
         if arena is None:
             raise BundleInvalid(self.out.problems)
         report_unknown(arena, file)
+        check_mcp_servers(arena, file, doc, self.root, self.out)
         if not arena.providers and not arena.provider_specs:
             self.out.add(file, doc, ["spec", "providers"], "at least one provider is required")
         bundle = Bundle(root=self.root, arena_file=self.arena_file, arena=arena)

@@ -112,6 +112,11 @@ def expand(text: str, env: Mapping[str, str] | BundleEnv | None = None) -> str:
     return _REFERENCE.sub(substitute, text)
 
 
+def references(text: str) -> list[str]:
+    """The names `text`'s `${…}` read."""
+    return [name for name, _ in _REFERENCE.findall(text)]
+
+
 def secret_like_references(text: str) -> list[str]:
     """Names in `text`'s `${…}` that look like secrets (…KEY, …TOKEN, …PASSWORD, …)."""
     return [name for name, _ in _REFERENCE.findall(text) if _SECRET_LIKE.search(name)]

@@ -4,33 +4,39 @@ A server starts the first time a run's prompt offers one of its tools (`allowed_
 not at load time: `arena validate` starts nothing, and a declared server no prompt uses never runs. Its tools are
 listed once and become ``ToolSpec(mode="mcp")`` entries named ``mcp__<server>__<tool>``, so the tool runner
 validates arguments and records them like any other tool. Every server is bounded: the start (spawn, handshake
-and tool listing) by ``start_timeout_ms``, each call by ``timeout_ms``, each result by ``MAX_OUTPUT_CHARS``. A
-server that does not start is remembered and fails every run that needs it, naming the server with its stderr tail.
+and tool listing) by ``start_timeout_ms``, each call by ``timeout_ms``, each result by ``MAX_OUTPUT_CHARS``, what
+it writes to stderr by ``STDERR_TAIL_CHARS`` (only the tail is kept, in memory). A server that does not start is
+remembered and fails every run that needs it, naming the server with its stderr tail.
 
-Stdio servers (``command``) run as a subprocess. In the cluster (a process confined by the egress policy: ``arena
-worker``) they run inside the worker pod only when the cluster admin sets ``ARENA_ALLOW_MCP_STDIO=true`` on the
-operator (which copies it into worker pods): a bundle's command is arbitrary code. HTTP servers (``url``; SSE, or
-``transport: streamable_http``) are reached under the egress policy (:mod:`.mcp_http`).
+Stdio servers (``command``) run as a subprocess; in the cluster only when both the cluster admin and the ArenaJob
+allow the command (:mod:`.mcp_policy`). HTTP servers (``url``; SSE, or ``transport: streamable_http``) are reached
+under the egress policy (:mod:`.mcp_http`). ``${VAR}`` in ``env`` and ``headers`` is resolved at start
+(:mod:`.mcp_vars`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-import tempfile
+import threading
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .egress import ALLOW_MCP_STDIO_VARIABLE, confined
+from .envexpand import current_env
 from .errors import ToolError
+from .mcp_policy import stdio_refusal
+from .mcp_vars import MissingVariable, expand_fields, redact
 from .spec import ArenaSpec, ToolSpec
 
 PREFIX = "mcp__"
 START_TIMEOUT_MS = 20_000
 CALL_TIMEOUT_MS = 30_000
+MAX_START_TIMEOUT_MS = 120_000  # a run waits for its servers before its own run timeout starts
+MAX_CALL_TIMEOUT_MS = 600_000
 MAX_OUTPUT_CHARS = 64_000
 STDERR_TAIL_CHARS = 2_000
 START_KIND = "mcp_start"
@@ -95,18 +101,30 @@ def server_of(tool_name: str) -> str | None:
     return tool_name[len(PREFIX):].split("__", 1)[0] or None
 
 
-def stdio_allowed(environ: Mapping[str, str] | None = None) -> bool:
-    """Locally always; in the cluster only with ARENA_ALLOW_MCP_STDIO=true."""
-    environ = os.environ if environ is None else environ
-    return not confined() or environ.get(ALLOW_MCP_STDIO_VARIABLE, "").strip().lower() == "true"
+class _StderrTail:
+    """A stdio server's stderr through a pipe, drained by a thread that keeps only the last STDERR_TAIL_CHARS
+    bytes: a chatty server can neither block on a full pipe nor fill the pod's disk."""
 
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        # The child's end (the SDK hands it to the subprocess), closed in close().
+        self.writer: TextIO = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
+        self._tail = bytearray()
+        self._thread = threading.Thread(target=self._drain, args=(read_fd,), daemon=True, name="mcp-stderr")
+        self._thread.start()
 
-def _tail(log: TextIO) -> str:
-    log.flush()
-    log.seek(0, os.SEEK_END)
-    size = log.tell()
-    log.seek(max(0, size - STDERR_TAIL_CHARS))
-    return log.read().strip()
+    def _drain(self, read_fd: int) -> None:
+        with os.fdopen(read_fd, "rb", buffering=0) as reader:
+            while chunk := reader.read(65_536):
+                self._tail += chunk
+                del self._tail[:-STDERR_TAIL_CHARS]
+
+    def close(self) -> str:
+        """The tail, once the server (the pipe's other writer) is gone; waits at most a second for the drain."""
+        if not self.writer.closed:
+            self.writer.close()
+        self._thread.join(1.0)
+        return bytes(self._tail).decode("utf-8", errors="replace").strip()
 
 
 def _leaf(exc: BaseException | None) -> BaseException | None:
@@ -131,15 +149,14 @@ class _Server:
     """One running server: a task owns the transport and session (anyio scopes must close in the task that opened
     them); calls from any run go through the session."""
 
-    def __init__(self, config: ServerConfig, root: Path) -> None:
-        self.config, self.root = config, root
+    def __init__(self, config: ServerConfig, root: Path, secrets: list[str]) -> None:
+        self.config, self.root, self.secrets = config, root, secrets
         self.session: Any = None
         self.tools: list[Any] = []
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Lives as long as the server (its stderr), closed in stop(): no `with` can span that.
-        self._log: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._stderr: _StderrTail | None = None  # stdio servers only
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._serve())
@@ -155,10 +172,10 @@ class _Server:
         else:
             why = f"no answer within {self.config.start_timeout_ms} ms"
         await self._halt()
-        tail = _tail(self._log)
-        self._log.close()
-        raise McpStartError(f"MCP server {self.config.name!r} did not start ({why})"
-                            + (f"; stderr: {tail}" if tail else "; no stderr"))
+        tail = self._stderr.close() if self._stderr is not None else ""
+        message = f"MCP server {self.config.name!r} did not start ({why})" + (
+            f"; stderr: {tail}" if tail else "; no stderr" if self._stderr is not None else "")
+        raise McpStartError(redact(message, self.secrets))
 
     async def _open(self, stack: AsyncExitStack) -> Any:
         """The SDK's transport streams for this declaration, closed with `stack` (the SDK is imported here: it loads
@@ -180,9 +197,10 @@ class _Server:
         from mcp.client.stdio import stdio_client
 
         cwd = self.root / config.working_dir if config.working_dir else self.root
+        self._stderr = _StderrTail()
         return await stack.enter_async_context(stdio_client(
             StdioServerParameters(command=config.command, args=list(config.args), env=dict(config.env) or None,
-                                  cwd=cwd), errlog=self._log))
+                                  cwd=cwd), errlog=self._stderr.writer))
 
     async def _serve(self) -> None:
         from mcp import ClientSession
@@ -205,7 +223,8 @@ class _Server:
 
     async def stop(self) -> None:
         await self._halt()
-        self._log.close()
+        if self._stderr is not None:
+            self._stderr.close()
 
     async def call(self, tool: str, args: dict[str, Any]) -> str:
         timeout = self.config.timeout_ms / 1000
@@ -215,8 +234,8 @@ class _Server:
             raise ToolError(f"MCP server {self.config.name!r}: {tool} timed out after {self.config.timeout_ms} ms"
                             ) from None
         except Exception as exc:  # the server's protocol errors (unknown tool, bad arguments, gone) reach the model
-            raise ToolError(f"MCP server {self.config.name!r}: {tool}: {exc}") from None
-        text = _result_text(result)
+            raise ToolError(redact(f"MCP server {self.config.name!r}: {tool}: {exc}", self.secrets)) from None
+        text = redact(_result_text(result), self.secrets)
         if result.is_error:
             raise ToolError(f"MCP server {self.config.name!r}: {tool}: {text[:500]}")
         return text
@@ -257,10 +276,18 @@ class McpTools:
                                 "(stdio, sse or streamable_http)")
         if not config.url and not config.command:
             raise McpStartError(f"MCP server {config.name!r}: neither a `command` (stdio) nor a `url` (HTTP) to run")
-        if not config.url and not stdio_allowed():
-            raise McpStartError(f"MCP server {config.name!r}: stdio servers run in the cluster only when the "
-                                f"cluster admin sets {ALLOW_MCP_STDIO_VARIABLE}=true")
-        server = _Server(config, self.root)
+        if not config.url and (refusal := stdio_refusal(config.name, config.command)):
+            raise McpStartError(refusal)
+        env = current_env()
+        try:
+            expanded_env, env_secrets = expand_fields("env", config.env, env)
+            headers, header_secrets = expand_fields("headers", config.headers, env)
+        except MissingVariable as exc:
+            raise McpStartError(f"MCP server {config.name!r}: {exc}") from None
+        config = dataclasses.replace(config, env=expanded_env, headers=headers,
+                                     start_timeout_ms=min(config.start_timeout_ms, MAX_START_TIMEOUT_MS),
+                                     timeout_ms=min(config.timeout_ms, MAX_CALL_TIMEOUT_MS))
+        server = _Server(config, self.root, env_secrets + header_secrets)
         await server.start()
         return server
 

@@ -27,7 +27,15 @@ from .autoscale import decide_scale
 from .baseline import choose_baseline
 from .datagen import datagen_progress, datagen_verdict
 from .jobcontext import TERMINAL, JobContext, finish
-from .jobspec import job_config, job_source, output_of, pod_overrides_of, step_forms, unsupported_reason
+from .jobspec import (
+    job_config,
+    job_source,
+    output_of,
+    pod_overrides_of,
+    stdio_commands_of,
+    step_forms,
+    unsupported_reason,
+)
 from .jobtypes import observe_for_type, plan_for_type
 from .outcome import Outcome, ReadyRule, Step, run_steps
 from .preflight import preflight
@@ -238,7 +246,7 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
         redis_secret=SecretKeyRef(secret["metadata"]["name"], REDIS_URL_KEY), egress=ctx.settings.egress,
         job_key=ctx.queue.key, output=output_of(ctx.spec), secrets=resolved.secrets, concurrency=config.concurrency,
         pod_defaults=ctx.settings.pod_defaults, pod_overrides=pod_overrides_of(ctx.spec),
-        verbose=bool(ctx.spec.verbose),
+        verbose=bool(ctx.spec.verbose), mcp_stdio_commands=stdio_commands_of(ctx.spec),
     )
     created = await ctx.workloads.create_job(ctx.namespace, build_worker_job(params))
     name = worker_job_name(ctx.name)

@@ -59,6 +59,11 @@ def output_of(spec: ArenaJobSpec) -> dict[str, Any]:
     return spec.output.model_dump(by_alias=True, exclude_none=True) if spec.output else {}
 
 
+def stdio_commands_of(spec: ArenaJobSpec) -> tuple[str, ...]:
+    """``spec.mcp.allowStdioCommands``: the commands the job's worker pods may run as stdio MCP servers."""
+    return tuple(spec.mcp.allow_stdio_commands or ()) if spec.mcp else ()
+
+
 def pod_overrides_of(spec: ArenaJobSpec) -> dict[str, Any] | None:
     """``spec.workers.podOverrides`` in wire form, or None."""
     overrides = spec.workers.pod_overrides if spec.workers else None

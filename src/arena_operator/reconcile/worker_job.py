@@ -31,8 +31,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
+from ..engine.egress import ALLOW_MCP_STDIO_VARIABLE as ALLOW_MCP_STDIO
 from ..engine.egress import SETTING_VARIABLES as EGRESS_SETTINGS
 from ..engine.envexpand import GRANT_VARIABLE
+from ..engine.mcp_policy import STDIO_COMMANDS_VARIABLE, encode_commands
 from ..runplan.providers import SecretEnv
 
 WORKER_SUFFIX = "-worker"
@@ -91,6 +93,7 @@ class WorkerJobParams:
     pod_defaults: Mapping[str, Any] | None = None  # the operator's worker defaults, applied before pod_overrides
     verbose: bool = False  # spec.verbose: the worker logs at DEBUG
     egress: Mapping[str, str] = field(default_factory=dict)  # the operator's egress settings (engine/egress.py)
+    mcp_stdio_commands: tuple[str, ...] = ()  # spec.mcp.allowStdioCommands (engine/mcp_policy.py)
 
 
 def _short_hash(text: str) -> str:
@@ -169,7 +172,10 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         _value("ARENA_METRICS_PORT", str(p.metrics_port)),
         _value("HOME", SCRATCH_DIR),
         *([_value("ARENA_LOG_LEVEL", "DEBUG")] if p.verbose else []),
-        *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress),
+        *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress and name != ALLOW_MCP_STDIO),
+        # The stdio MCP policy is always set (default: off, none), so podOverrides.extraEnvFrom cannot supply it.
+        _value(ALLOW_MCP_STDIO, p.egress.get(ALLOW_MCP_STDIO, "false")),
+        _value(STDIO_COMMANDS_VARIABLE, encode_commands(p.mcp_stdio_commands)),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
     ]
     output = p.output or {}
