@@ -33,6 +33,8 @@ from .media_check import check_media
 from .packeval_spec import PackEvalDef, load_pack_evals
 from .providers.replay import check_replay_providers, used_providers
 from .recording import check_recording_config
+from .workflow.loading import check_machinery
+from .workflow.skills import SkillRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +62,27 @@ class Bundle:
     tools: dict[str, s.ToolSpec] = field(default_factory=dict)
     personas: dict[str, s.PersonaSpec] = field(default_factory=dict)
     evals: dict[str, Any] = field(default_factory=dict)
-    eval_runs: dict[str, EvalEntry] = field(default_factory=dict)  # loaded evals with their recordings
     pack_evals: list[PackEvalDef] = field(default_factory=list)  # spec.pack_evals (packevals.py)
+    eval_runs: dict[str, EvalEntry] = field(default_factory=dict)  # loaded evals with their recordings
     # Providers of other roles (tts, stt, embedding, inference): loaded, never in the run matrix.
     service_providers: dict[str, s.ProviderSpec] = field(default_factory=dict)
     warnings: list[BundleProblem] = field(default_factory=list)
     compositions: Compositions = field(default_factory=Compositions)  # the arena file's `compositions:`
+    skills: SkillRegistry | None = None  # the arena file's `skills:`, when it declares any
 
-    def prompt_for(self, scenario: s.ScenarioSpec) -> tuple[s.PromptConfigSpec | None, dict[str, Any]]:
-        """The prompt config whose task_type matches the scenario's, with arena `vars` for it."""
+    def prompt_for(self, scenario: s.ScenarioSpec, task_type: str | None = None,
+                   ) -> tuple[s.PromptConfigSpec | None, dict[str, Any]]:
+        """The prompt config whose task_type matches the scenario's (or `task_type`: a workflow state's
+        prompt_task), with arena `vars` for it."""
+        task = task_type or scenario.task_type
         for prompt_id, prompt in self.prompt_configs.items():
-            if scenario.task_type and prompt.task_type == scenario.task_type:
+            if task and prompt.task_type == task:
                 return prompt, self.prompt_vars.get(prompt_id, {})
         return None, {}
 
-    def variables_for(self, scenario: s.ScenarioSpec) -> dict[str, Any]:
+    def variables_for(self, scenario: s.ScenarioSpec, task_type: str | None = None) -> dict[str, Any]:
         """Variables layered: prompt defaults → arena `vars` → scenario `variables`."""
-        prompt, arena_vars = self.prompt_for(scenario)
+        prompt, arena_vars = self.prompt_for(scenario, task_type)
         merged: dict[str, Any] = {}
         if prompt:
             merged.update({v.name: v.default for v in prompt.variables if v.default is not None})
@@ -211,8 +217,8 @@ class BundleLoader:
             register(bundle.personas, loaded, self.out, where["persona"], "persona")
 
         self._scenario_docs: dict[str, Loaded] = {}
-        self._replays: list[Loaded] = []
         self._tool_docs: dict[str, Loaded] = {}
+        self._replays: list[Loaded] = []
         self._prompt_docs: dict[str, Loaded] = {}
         self._arena, self._arena_doc, self._arena_rel = arena, doc, file
         self._each(("prompt_configs",), "PromptConfig", s.PromptConfigSpec, on_prompt)
@@ -285,15 +291,17 @@ class BundleLoader:
         checker = ScenarioChecker(bundle, roles, self.out, names, self.references)
         for loaded in self._scenario_docs.values():
             checker.check(loaded)
+        bundle.compositions = check_compositions(bundle, file, doc, self.out, names)
+        if self.references:
+            check_media(self.root, self._scenario_docs, self._tool_docs, self.out)
+        bundle.pack_evals = load_pack_evals(arena, file, doc, self.out)
         check_recording_config(arena.defaults.output.model_extra, file, doc, self.out)
         if self.references:
             used = used_providers(list(bundle.scenarios.values()), list(providers), [*bundle.judges.values(),
                                                                                      *roles.values()])
             check_replay_providers(self._replays, used, self.root, self.out)
-        bundle.compositions = check_compositions(bundle, file, doc, self.out, names)
         if self.references:
-            check_media(self.root, self._scenario_docs, self._tool_docs, self.out)
-        bundle.pack_evals = load_pack_evals(arena, file, doc, self.out)
+            check_machinery(bundle, file, doc, list(self._scenario_docs.values()), self.out)
 
 
 def load_bundle(path: Path | str, strict: bool = False, schema_only: bool = False,

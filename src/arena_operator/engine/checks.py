@@ -14,6 +14,7 @@ from .duplex import check_duplex
 from .errors import TemplateError
 from .manifests import Collector, Loaded
 from .templating import render
+from .workflow.session import template_defaults
 
 SCRIPTED_ROLES = ("user",)
 # Namespaced tools the runtime provides itself (memory, workflow, media generation, A2A agents, skills).
@@ -178,6 +179,7 @@ class ScenarioChecker:
                          f"task_type {task!r} matches {len(matches)} prompt configs; it must be unique")
         else:
             try:
-                render(matches[0].system_template, bundle.variables_for(scenario))
+                render(matches[0].system_template,
+                       {**template_defaults(bundle.arena.workflow), **bundle.variables_for(scenario)})
             except TemplateError as exc:
                 self.out.add(file, doc, [*spec, "variables"], f"system_template of task {task!r}: {exc}")

@@ -28,6 +28,7 @@ from .spec import AssertionSpec, PromptConfigSpec, ScenarioSpec, Turn
 from .templating import render
 from .tools import ToolRunner, definition
 from .types import ChatRequest, Message, ToolDefinition, ToolResult
+from .workflow.session import STATE_STAMP, WorkflowSession, template_defaults
 
 COMPLETE_MARKER = "[CONVERSATION_COMPLETE]"
 
@@ -41,6 +42,16 @@ class _Prepared:
     allowed: set[str]
     prompt: PromptConfigSpec | None
     guards: list[Guardrail]
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Speaker:
+    """What one provider round is sent: the system prompt, the tools offered, the bundle tools it may run."""
+
+    system: str
+    tools: list[ToolDefinition]
+    allowed: set[str]
 
 
 @dataclass(slots=True)
@@ -51,6 +62,7 @@ class _Run:
     prepared: _Prepared
     result: RunResult
     services: EvalServices
+    workflow: WorkflowSession | None = None
     messages: list[Message] = field(default_factory=list)
     total_tool_calls: int = 0
 
@@ -68,7 +80,7 @@ class ConversationExecutor:
         self.tools = tools or ToolRunner(bundle.tools, McpTools(bundle.arena, bundle.root),
                                            A2aAgents.of(bundle.arena), bundle.root)
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[tuple[str, str | None], _Prepared] = {}
         self.evals = EvalEnvironment(bundle, providers, self.tools)
         self.pack_evals = PackEvals(bundle.pack_evals)
 
@@ -77,12 +89,16 @@ class ConversationExecutor:
         for provider in self.providers.values():
             await provider.aclose()
 
-    async def _prepare(self, scenario_id: str) -> _Prepared:
-        """Raises McpStartError when a server the prompt's tools come from does not start."""
-        if scenario_id not in self._prepared:
+    async def _prepare(self, scenario_id: str, task_type: str | None = None) -> _Prepared:
+        """The scenario's prompt (or a workflow state's, by its prompt_task). Raises McpStartError when a server
+        the prompt's tools come from does not start."""
+        key = (scenario_id, task_type)
+        if key not in self._prepared:
             scenario = self.bundle.scenarios[scenario_id]
-            prompt, _ = self.bundle.prompt_for(scenario)
-            system = render(prompt.system_template, self.bundle.variables_for(scenario)) if prompt else ""
+            prompt, _ = self.bundle.prompt_for(scenario, task_type)
+            variables = self.bundle.variables_for(scenario, task_type)
+            system = render(prompt.system_template, {**template_defaults(self.bundle.arena.workflow), **variables}) \
+                if prompt else ""
             names = list(prompt.allowed_tools) if prompt else list(self.bundle.tools)
             mcp = self.tools.mcp
             if mcp is not None and (servers := mcp.needed(names)):
@@ -90,11 +106,37 @@ class ConversationExecutor:
             if self.tools.a2a is not None and self.tools.a2a.needed(names):
                 self.tools.tools.update(await self.tools.a2a.ensure())
             known = self.tools.tools
-            allowed = {n for n in names if n in known} - set(scenario.tool_policy.blocklist)
-            tools = [definition(known[n]) for n in names if n in allowed]
+            blocked = set(scenario.tool_policy.blocklist)
+            tools = [definition(known[n]) for n in names if n in known and n not in blocked]
+            # As upstream, a call runs against every tool the bundle declares, offered to this prompt or not;
+            # the scenario's blocklist is what refuses one.
+            allowed = set(known) - blocked
             guards = [guardrail_for(v) for v in (prompt.validators if prompt else []) if v.enabled]
-            self._prepared[scenario_id] = _Prepared(system, tools, allowed, prompt, guards)
-        return self._prepared[scenario_id]
+            self._prepared[key] = _Prepared(system, tools, allowed, prompt, guards, variables)
+        return self._prepared[key]
+
+    def _workflow_for(self, scenario: ScenarioSpec) -> WorkflowSession | None:
+        """Raises ValueError when the scenario's task_type names no workflow state (the loader checks it)."""
+        if self.bundle.arena.workflow is None and self.bundle.skills is None:
+            return None
+        return WorkflowSession(self.bundle.arena.workflow, self.bundle.skills, scenario.task_type,
+                               set(self.bundle.tools))
+
+    async def _speaker(self, run: _Run) -> _Speaker:
+        """A plain run speaks with its scenario's prompt; a workflow run with its current state's, its template
+        seeing the artifacts and the hand-off brief, plus the system tools and what active skills add."""
+        if run.workflow is None:
+            return _Speaker(run.prepared.system, run.prepared.tools, run.prepared.allowed)
+        workflow = run.workflow
+        run.prepared = prepared = await self._prepare(run.combo.scenario_id, workflow.prompt_task)
+        system = render(prepared.prompt.system_template, {**prepared.variables, **workflow.variables()}) \
+            if prepared.prompt else ""
+        offered = {t.name for t in prepared.tools}
+        added = sorted((workflow.extra_tools() & prepared.allowed) - offered)
+        system_tools = [d for d in workflow.definitions() if d.name not in run.scenario.tool_policy.blocklist]
+        return _Speaker(system + workflow.system_suffix(),
+                        [*prepared.tools, *(definition(self.tools.tools[n]) for n in added), *system_tools],
+                        prepared.allowed)
 
     async def execute(self, combo: RunCombination) -> RunResult:
         """Run one combination; never raises — errors land in RunResult.Error with a kind."""
@@ -103,12 +145,16 @@ class ConversationExecutor:
         result = RunResult(run_id=combo.run_id, scenario_id=combo.scenario_id, provider_id=combo.provider_id,
                            region=combo.region, trial=combo.trial, prompt_pack=self.bundle.root.name)
         try:
-            prepared = await self._prepare(combo.scenario_id)
+            workflow = self._workflow_for(scenario)
+            prepared = await self._prepare(combo.scenario_id, workflow.prompt_task if workflow else None)
             session = duplex.session(scenario, combo.scenario_id, provider, self.run_timeout)
         except (McpStartError, A2aDiscoveryError, duplex.DuplexUnsupported) as exc:
             result.error, result.error_kind, result.end_time = str(exc), exc.kind, datetime.now(UTC)
             return result
-        run = _Run(combo, scenario, session.provider, prepared, result, self.evals.services(result))
+        except ValueError as exc:
+            result.error, result.error_kind, result.end_time = f"workflow: {exc}", "config", datetime.now(UTC)
+            return result
+        run = _Run(combo, scenario, session.provider, prepared, result, self.evals.services(result), workflow)
         result.params = self._params(run)
         try:
             await asyncio.wait_for(self._converse(run), session.timeout)
@@ -132,13 +178,17 @@ class ConversationExecutor:
         for message in run.messages:
             if message.role == "assistant" and message.cost_info:
                 result.cost.add(message.cost_info)
+        if workflow is not None:
+            result.violations.extend(workflow.rejections)
+            result.workflow = workflow.summary()
         result.end_time = datetime.now(UTC)
         return result
 
     def _params(self, run: _Run) -> dict[str, Any]:
         return {"model": run.provider.model, "temperature": self._temperature(run.provider),
                 "max_tokens": self._max_tokens(run.provider), "streaming": run.scenario.streaming,
-                "trial": run.combo.trial, "system_prompt": run.prepared.system,
+                "trial": run.combo.trial,
+                "system_prompt": run.prepared.system + (run.workflow.system_suffix() if run.workflow else ""),
                 "prompt_version": run.prepared.prompt.version if run.prepared.prompt else None}
 
     def _temperature(self, provider: Provider) -> float | None:
@@ -188,8 +238,9 @@ class ConversationExecutor:
             return [blocked]
         calls_this_turn = 0
         while True:
+            speaker = await self._speaker(run)
             request = ChatRequest(
-                system=run.prepared.system, messages=run.messages, tools=run.prepared.tools,
+                system=speaker.system, messages=run.messages, tools=speaker.tools,
                 temperature=self._temperature(run.provider), max_tokens=self._max_tokens(run.provider),
                 seed=self.bundle.arena.defaults.seed, stream=stream,
                 context={"scenario_id": run.combo.scenario_id},
@@ -199,20 +250,32 @@ class ConversationExecutor:
                             ttft_ms=response.ttft_ms, cost_info=run.provider.cost(response.usage))
             if response.parts:
                 reply.meta["parts"] = response.parts
+            if run.workflow is not None and (stamp := run.workflow.state_stamp()):
+                reply.meta[STATE_STAMP] = stamp  # the state that produced this round; a turn may span several
             await self._output_guard(run, reply, stream)
             if run.result.ttft_ms is None and response.ttft_ms is not None:
                 run.result.ttft_ms = response.ttft_ms
             run.messages.append(reply)
             new.append(reply)
             if not reply.tool_calls:
-                return new
-            calls_this_turn, limited = await self._run_tools(run, reply, new, calls_this_turn)
+                return self._end_turn(run, new)
+            calls_this_turn, limited = await self._run_tools(run, reply, new, calls_this_turn, speaker.allowed)
             if limited:
                 run.result.violations.append(
                     f"tool call limit reached ({calls_this_turn} this turn, {run.total_tool_calls} total)")
+                return self._end_turn(run, new)
+            if run.workflow is not None and run.workflow.hand_off():
                 return new
 
-    async def _run_tools(self, run: _Run, reply: Message, new: list[Message], done: int) -> tuple[int, bool]:
+    @staticmethod
+    def _end_turn(run: _Run, new: list[Message]) -> list[Message]:
+        """Upstream's post-turn hook: a transition still pending is applied before the next turn."""
+        if run.workflow is not None:
+            run.workflow.commit()
+        return new
+
+    async def _run_tools(self, run: _Run, reply: Message, new: list[Message], done: int,
+                         allowed: set[str]) -> tuple[int, bool]:
         policy = run.scenario.tool_policy
         limited = False
         for call in reply.tool_calls:
@@ -224,10 +287,15 @@ class ConversationExecutor:
                 tool_result = ToolResult(call.id, call.name, '{"error": "tool call limit reached"}',
                                          "tool call limit reached")
             else:
-                tool_result = await self.tools.execute(call, run.prepared.allowed)
+                if run.workflow is not None and run.workflow.handles(call.name):
+                    tool_result = run.workflow.execute(call)
+                else:
+                    tool_result = await self.tools.execute(call, allowed)
                 run.result.tool_stats.record(call.name, tool_result.error is not None)
                 done += 1
                 run.total_tool_calls += 1
+                if run.workflow is not None:
+                    run.workflow.record_tool_calls(1)
             run.messages.append(Message("tool", tool_result.content, tool_result=tool_result,
                                         meta=parts_meta(tool_result.parts)))
             new.append(run.messages[-1])
@@ -312,5 +380,8 @@ class ConversationExecutor:
     async def _check(
         self, run: _Run, assertions: list[AssertionSpec], scope: str, turn_messages: list[Message]
     ) -> list[AssertionResult]:
-        ctx = EvalContext(scope, list(run.messages), list(turn_messages), run.services, eval_metadata(run.messages))
+        metadata = eval_metadata(run.messages)
+        if run.workflow is not None:
+            metadata.update(run.workflow.metadata())
+        ctx = EvalContext(scope, list(run.messages), list(turn_messages), run.services, metadata)
         return [await evaluate(a, ctx) for a in assertions]

@@ -64,9 +64,10 @@ class RunResult:
     conversation_assertions: list[AssertionResult] = field(default_factory=list)
     ttft_ms: float | None = None
     prompt_pack: str = ""
-    workflow: dict[str, Any] = field(default_factory=dict)  # where a workflow run ended, its skills
     eval_results: list[dict[str, Any]] = field(default_factory=list)  # pack evals (packevals.py)
     recording_path: str = ""  # where this run's session recording went (engine/recording.py), when recorded
+    eval_results: list[dict[str, Any]] = field(default_factory=list)  # pack evals (packevals.py)
+    workflow: dict[str, Any] = field(default_factory=dict)  # where a workflow run ended, its skills
 
     def _media_and_evals(self) -> dict[str, Any]:
         """Upstream's omitempty MediaOutputs and eval_results."""
@@ -138,7 +139,8 @@ class RunResult:
             "Passed": self.passed,
             "conversation_assertions": summarise(self.conversation_assertions),
             "Warnings": self.warnings,
-            **({"Workflow": self.workflow} if self.workflow else {}),
             **self._media_and_evals(),
             **({"RecordingPath": self.recording_path} if self.recording_path else {}),
+            **self._media_and_evals(),
+            **({"Workflow": self.workflow} if self.workflow else {}),
         }

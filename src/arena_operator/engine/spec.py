@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .durations import parse_duration
+from .workflow.spec import SkillSource, WorkflowSpec
 
 MAX_CONCURRENCY = 1000  # defaults.concurrency: runs in flight in `arena run`
 MAX_TURNS = 1000  # a self-play turn's generated turns
@@ -106,6 +107,8 @@ class ArenaSpec(Model):
     scenario_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tool_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     prompt_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    workflow: WorkflowSpec | None = None
+    skills: list[SkillSource] = Field(default_factory=list)
     defaults: Defaults
 
 

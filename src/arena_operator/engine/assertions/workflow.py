@@ -105,7 +105,11 @@ def workflow_tool_access(params: dict, ctx: EvalContext) -> Score:
              if isinstance(r, dict) and isinstance(r.get("state"), str) and r["state"]}
     if not rules:
         return scored(True, "no access rules specified")
-    state = workflow_extras(ctx).get("workflow_state")
+    extras = workflow_extras(ctx)
+    transitions = extras.get("workflow_transitions")
+    # As upstream: without per-turn indexes every call is judged in the state the last transition reached.
+    last = transitions[-1] if isinstance(transitions, list) and transitions else None
+    state = last.get("to") if isinstance(last, dict) else extras.get("workflow_state")
     if not isinstance(state, str) or not state:
         return scored(True, f"all tool calls comply with {len(rules)} access rule(s) (no workflow state recorded)")
     bad = [f"{c.name} called in state {state!r}" for c in ctx.tool_calls

@@ -23,6 +23,13 @@ CONTEXT_VAR = "workflow_context"  # the brief the outgoing state wrote for the i
 STATE_STAMP = "current_workflow_state"  # on each assistant message: the state that produced it
 
 
+def template_defaults(spec: WorkflowSpec | None) -> dict[str, Any]:
+    """The variables a workflow adds to every state's prompt template, before anything is set."""
+    if spec is None:
+        return {}
+    return {CONTEXT_VAR: "", **{f"artifacts.{name}": "" for name in spec.artifact_names}}
+
+
 def transition_definition(events: list[str]) -> ToolDefinition:
     return ToolDefinition(
         TRANSITION,
@@ -151,7 +158,7 @@ class WorkflowSession:
         """What a state's prompt template sees besides the scenario's variables."""
         if self.machine is None:
             return {}
-        found: dict[str, Any] = {f"artifacts.{name}": "" for name in self.machine.spec.artifact_names}
+        found = template_defaults(self.spec)
         found.update({f"artifacts.{name}": value for name, value in self.machine.artifacts.items()})
         found[CONTEXT_VAR] = self.context_summary
         return found

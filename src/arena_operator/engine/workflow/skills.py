@@ -258,8 +258,9 @@ class SkillSession:
         return data.decode("utf-8", errors="replace")
 
     def preload_block(self) -> str:
-        """Preloaded skills' instructions, appended to the system prompt (upstream's wording)."""
-        preloaded = [s for s in self.registry.preloaded() if s.name in self.active]
+        """Preloaded skills' instructions, appended to every system prompt whatever the state's filter (upstream's
+        wording)."""
+        preloaded = self.registry.preloaded()
         if not preloaded:
             return ""
         parts = ["\n\n# Active Skills\n\nThe following skills are active for this conversation. "
