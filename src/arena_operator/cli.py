@@ -53,7 +53,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--eval", action="append", help="eval id or file glob (repeatable, comma-separated): run these "
                      "evals over their recordings instead of scenarios (upstream flag)")
     run.add_argument("--record", action="store_true", help="write each scenario run's session recording to "
-                     "<out>/recordings/<RunID>.jsonl (as defaults.output.recording.enabled)")
+                     "<out>/<defaults.output.recording.dir: recordings>/<RunID>.jsonl (as its enabled: true)")
     run.add_argument("--provider", action="append", help="provider id glob (repeatable, comma-separated)")
     run.add_argument("--region", action="append", help="region(s) to run (default: default)")
     run.add_argument("--mock-provider", action="store_true", help="replace every provider by a mock of the same id")
