@@ -132,7 +132,6 @@ async def test_fallback_texts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("spec", "needle"), [
-    ({"type": "replay"}, "replays recorded sessions"),
     ({"type": "imagen", "role": "image"}, "Imagen"),
     ({"type": "claude", "platform": {"type": "bedrock", "region": "eu-west-1"}}, "platform 'bedrock'"),
     ({"type": "openai", "platform": {"type": "azure", "endpoint": "https://x"}}, "platform 'azure'"),

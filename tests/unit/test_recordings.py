@@ -259,3 +259,13 @@ def test_replay_timing_waits_the_recorded_delay_divided_by_speed(tmp_path: Path)
 def test_replay_settings_are_checked(config: dict, keys: list[str]) -> None:
     spec = ProviderSpec.model_validate({"id": "r", "type": "replay", "model": "m", "additional_config": config})
     assert [key for key, _ in config_problems(spec)] == keys
+
+
+def test_build_providers_makes_replay_providers_and_mocks_them_on_request(tmp_path: Path) -> None:
+    from arena_operator.engine.providers.mock import MockProvider
+    from arena_operator.engine.providers.registry import build_providers
+
+    specs = {"r": ProviderSpec.model_validate({"type": "replay", "model": "m",
+                                               "additional_config": {"recording": "rec.jsonl"}})}
+    assert isinstance(build_providers(specs, tmp_path)["r"], ReplayProvider)
+    assert isinstance(build_providers(specs, tmp_path, mock_all=True)["r"], MockProvider)
