@@ -81,7 +81,8 @@ class _Checker:
         order = self.ids(steps)
         for step, path, parent in steps:
             self.step(step, path, parent, order)
-        self.graph(comp, where, order)
+        if len(order) == len(steps):  # with duplicate ids the graph is not well defined
+            self.graph(comp, where, order)
         self.output(comp, where, order)
         for key in ("input_schema", "output_schema"):
             if getattr(comp, key):
@@ -332,7 +333,7 @@ def _cycle(comp: m.Composition) -> list[str]:
     edges: dict[str, list[str]] = {}
     for i, step in enumerate(comp.steps):
         edges.setdefault(step.id, []).extend(step.depends_on or ([comp.steps[i - 1].id] if i else []))
-        for target in (step.then, step.else_):
+        for target in (step.then, step.else_) if step.kind == m.BRANCH else ():
             if target:
                 edges.setdefault(target, []).append(step.id)
     state: dict[str, int] = {}

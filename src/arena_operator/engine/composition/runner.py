@@ -7,6 +7,7 @@ reply."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,7 +180,7 @@ class _Execution:
                 if not isinstance(exc, _StepFailed):
                     raise exc
             kinds = [exc.kind for _, exc in failures if exc.kind != COMPOSITION_ERROR]  # type: ignore[union-attr]
-            detail = "; ".join(f"branch {bid!r}: {exc}" for bid, exc in failures)
+            detail = "; ".join(str(exc) for _, exc in failures)
             raise _StepFailed(f"step {step.id!r}: {len(failures)} of {len(step.branches)} branches failed: {detail}",
                               kinds[0] if kinds else COMPOSITION_ERROR)
         self.outcome.parallel[step.id] = m.PARALLEL_COMPLETE
@@ -252,13 +253,12 @@ class _Execution:
         that to the provider's structured output)."""
         if not step.output_schema:
             return go_json(content)
-        valid, value = decode_json(content)
-        if not valid:
+        if not decode_json(content)[0]:
             self.outcome.violations.append(f"composition {self.outcome.name!r}: step {step.id!r}: the reply is not "
                                            f"JSON, so it does not match {step.output_schema}")
             return go_json(content)
         schema = self.runner.bundle.compositions.schemas.get(step.output_schema)
-        error = first_error(schema, value) if schema is not None else None
+        error = first_error(schema, json.loads(content)) if schema is not None else None  # ints as ints here
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             self.outcome.violations.append(f"composition {self.outcome.name!r}: step {step.id!r}: the output does "
