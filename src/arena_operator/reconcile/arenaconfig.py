@@ -13,7 +13,7 @@ from ..api.arenaconfig import ArenaConfigSpec
 from ..engine.bundle import Bundle, load_bundle
 from ..engine.envexpand import cluster_env, reading
 from ..engine.errors import BundleInvalid
-from ..engine.plan import RunFilters, select_scenarios
+from ..engine.plan import RunFilters, eval_mode, select_scenarios
 from ..sources.store import ArtifactStore
 from .outcome import Outcome, ReadyRule, Step, run_steps
 
@@ -94,6 +94,8 @@ async def step_validate(ctx: ConfigContext, out: Outcome) -> None:
                         f"Provider {', '.join(sorted(missing))} not found in {ctx.namespace}")
     filters = RunFilters(scenarios=list(spec.scenarios.include or []) if spec.scenarios else [],
                          exclude_scenarios=list(spec.scenarios.exclude or []) if spec.scenarios else [])
+    if eval_mode(bundle, filters):  # evals and no scenarios: the jobs run the evals (upstream's GenerateRunPlan)
+        return _evals_ready(out, bundle, info.revision, _provider_groups(spec, bundle))
     selected = select_scenarios(bundle, filters)
     if not selected:
         return _invalid(out, c.NO_SCENARIOS,
@@ -103,6 +105,18 @@ async def step_validate(ctx: ConfigContext, out: Outcome) -> None:
     out.condition(c.VALID, True, c.VALIDATED,
                   f"ready at revision {info.revision}: {len(selected)} scenarios, providers {providers}")
     out.event("Normal", c.VALIDATED, f"bundle at {info.revision}: {len(selected)} scenarios")
+    return None
+
+
+def _evals_ready(out: Outcome, bundle: Bundle, revision: str, providers: dict[str, list[str]]) -> None:
+    conversations = sum(len(entry.recordings) for entry in bundle.eval_runs.values())
+    if not conversations:
+        return _invalid(out, c.NO_SCENARIOS, f"the bundle has no scenarios and its {len(bundle.eval_runs)} evals "
+                                             "name no recording")
+    what = f"{len(bundle.eval_runs)} evals over {conversations} recorded conversations"
+    out.status.update(phase="Ready", revision=revision, scenarioCount=0, providers=providers)
+    out.condition(c.VALID, True, c.VALIDATED, f"ready at revision {revision}: {what}, providers {providers}")
+    out.event("Normal", c.VALIDATED, f"bundle at {revision}: {what}")
     return None
 
 
