@@ -5,9 +5,12 @@ schema, the error naming the failing parallel branch, and the spend of a composi
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from arena_operator import cli
 from tests.integration.test_compat_bundles import BUNDLES, run_cli
@@ -68,3 +71,53 @@ def test_a_failing_parallel_branch_errors_the_run(runs: dict[str, Run]) -> None:
 
 def test_the_bundle_validates() -> None:
     assert cli.main(["validate", str(BUNDLES / "compositions")]) == 0
+
+
+HAND_OFF_WORKFLOW = {
+    "version": 1, "entry": "intake",
+    "states": {"intake": {"prompt_task": "general", "on_event": {"Escalate": "pipeline"}},
+               "pipeline": {"orchestration": "composition", "composition": "support_pipeline", "terminal": True}},
+}
+HAND_OFF_SCENARIO = """\
+apiVersion: promptkit.altairalabs.ai/v1alpha1
+kind: Scenario
+metadata: {name: hand-off}
+spec:
+  id: hand-off
+  description: The intake state's model escalates; the next user turn is the composition's.
+  turns:
+    - role: user
+      content: I need help.
+    - role: user
+      content: I was charged twice.
+      assertions:
+        - {type: composition_branch_taken, params: {branch: route, expected: billing_answer}}
+        - {type: state_is, params: {state: pipeline}}
+        - {type: workflow_complete}
+"""
+
+
+def test_a_workflow_hands_off_to_a_composition_state(tmp_path: Path) -> None:
+    """A state reached by a transition, not the entry: the lead-in turn is an ordinary model turn, the next
+    user turn runs the composition, and the reply carries the state stamp."""
+    root = tmp_path / "bundle"
+    shutil.copytree(BUNDLES / "compositions", root)
+    arena = yaml.safe_load((root / "config.arena.yaml").read_text())
+    arena["spec"]["workflow"] = HAND_OFF_WORKFLOW
+    arena["spec"]["scenarios"] = [{"file": "scenarios/hand-off.scenario.yaml"}]
+    (root / "config.arena.yaml").write_text(yaml.safe_dump(arena, sort_keys=False))
+    (root / "scenarios" / "hand-off.scenario.yaml").write_text(HAND_OFF_SCENARIO)
+    mocks = yaml.safe_load((root / "mocks.yaml").read_text())
+    mocks["scenarios"]["hand-off"] = {
+        "turns": {1: {"type": "tool_calls", "content": "", "tool_calls": [
+            {"name": "workflow__transition", "arguments": {"event": "Escalate", "context": "billing"}}]}},
+        "steps": mocks["scenarios"]["billing-route"]["steps"]}
+    (root / "mocks.yaml").write_text(yaml.safe_dump(mocks))
+    code, found = run_cli(root, tmp_path / "out", "--ci")
+    (run,) = found
+    assert (code, run["Status"]) == (0, "passed"), run["Error"] or run["Messages"]
+    replies = [m for m in run["Messages"] if m["role"] == "assistant"]
+    assert "_composition_snapshot" not in replies[0].get("meta", {})  # the intake state's own model turn
+    last = replies[-1]
+    assert last["meta"]["current_workflow_state"]["current_state"] == "pipeline"
+    assert json.loads(last["content"]) == "Sorry about the double charge; the refund is on its way."

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from arena_operator.engine.bundle import Bundle, load_bundle
 from arena_operator.engine.composition import (
@@ -20,7 +19,6 @@ from arena_operator.engine.composition import (
     CompositionError,
     CompositionOutcome,
     CompositionRunner,
-    composition_for,
     composition_metadata,
 )
 from arena_operator.engine.providers.mock import MockConfig, MockProvider
@@ -245,12 +243,3 @@ def test_step_requests(tmp_path: Path) -> None:
     meta = composition_metadata(outcome.reply())
     assert meta["composition_step_outputs"] == {"a": '"calling"', "g": '"done"', "w": '"W"'}
     assert outcome.reply().cost_info is outcome.cost and outcome.cost.input_tokens > 0
-
-
-def test_composition_for_follows_the_workflow(tmp_path: Path) -> None:
-    bundle = _bundle(tmp_path, _steps("{id: a, kind: prompt, prompt_task: ask}"))
-    assert composition_for(bundle, None) == "c"
-    arena = yaml.safe_load((tmp_path / "config.arena.yaml").read_text())
-    arena["spec"]["workflow"]["states"] = {"run": {"prompt_task": "ask"}}
-    (tmp_path / "config.arena.yaml").write_text(yaml.safe_dump(arena))
-    assert composition_for(load_bundle(tmp_path, log_warnings=False), None) is None

@@ -5,8 +5,7 @@ references, predicates, reducers; runner.py: running one; record.py: what assert
 
 from .check import Compositions, check_compositions
 from .record import SNAPSHOT_KEY, CompositionOutcome, StepRecord, composition_metadata
-from .runner import COMPOSITION_ERROR, CallSettings, CompositionError, CompositionRunner, composition_for
+from .runner import COMPOSITION_ERROR, CallSettings, CompositionError, CompositionRunner
 
 __all__ = ["COMPOSITION_ERROR", "SNAPSHOT_KEY", "CallSettings", "CompositionError", "CompositionOutcome",
-           "CompositionRunner", "Compositions", "StepRecord", "check_compositions", "composition_for",
-           "composition_metadata"]
+           "CompositionRunner", "Compositions", "StepRecord", "check_compositions", "composition_metadata"]

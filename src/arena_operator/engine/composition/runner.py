@@ -12,14 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from ..errors import ProviderError, TemplateError
 from ..schemas import first_error
 from ..templating import render
 from ..tools import ToolRunner, definition
 from ..types import ChatRequest, Message, ToolCall
-from ..workflow.spec import WorkflowSpec
 from . import model as m
 from .record import CompositionOutcome, StepRecord
 from .scope import (
@@ -40,7 +37,6 @@ if TYPE_CHECKING:
     from ..spec import ScenarioSpec
 
 COMPOSITION_ERROR = "composition"  # the run's error kind when a composition fails for a reason of its own
-COMPOSITION_STATE = "composition"  # a workflow state's orchestration when a composition answers its turns
 
 
 class CompositionError(Exception):
@@ -66,33 +62,6 @@ class CallSettings:
     max_tokens: int | None = None
     seed: int | None = None
     timeout: float = 300.0
-
-
-def composition_for(bundle: Bundle, task_type: str | None) -> str | None:
-    """The composition that answers user turns when the run's workflow starts in a state with `orchestration:
-    composition`, or None. The workflow machinery tracks the current state and calls CompositionRunner.run
-    with the state's composition instead."""
-    workflow = _workflow(bundle)
-    if workflow is None or workflow.entry not in workflow.states:
-        return None
-    try:
-        state = workflow.states[workflow.start_state(task_type)]
-    except ValueError:
-        return None
-    if state.orchestration != COMPOSITION_STATE or state.composition not in bundle.compositions.specs:
-        return None
-    return state.composition
-
-
-def _workflow(bundle: Bundle) -> WorkflowSpec | None:
-    """The arena's workflow, whether the arena model parsed it already or keeps it as an extra key."""
-    raw = getattr(bundle.arena, "workflow", None) or (bundle.arena.model_extra or {}).get("workflow")
-    if raw is None or isinstance(raw, WorkflowSpec):
-        return raw
-    try:
-        return WorkflowSpec.model_validate(raw)
-    except ValidationError:
-        return None  # the workflow's own load-time checks report it
 
 
 class CompositionRunner:
