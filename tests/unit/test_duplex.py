@@ -1,5 +1,5 @@
-"""Duplex scenarios (engine/duplex.py): which provider a duplex run talks to and for how long, the mock's
-`duplex_scenario` answers, realtime providers refused with a clear kind, and the `duplex:` block's load checks."""
+"""Duplex scenarios (engine/duplex.py): a duplex run's time limit, realtime providers refused with a clear kind,
+and the `duplex:` block's load checks (tests/fixtures/bundles/duplex runs them end to end)."""
 
 from __future__ import annotations
 
@@ -13,47 +13,36 @@ from arena_operator.engine.bundle import load_bundle
 from arena_operator.engine.errors import BundleInvalid
 from arena_operator.engine.providers.mock import MockConfig, MockProvider
 from arena_operator.engine.spec import ProviderSpec, ScenarioSpec
-from arena_operator.engine.types import ChatRequest, Message
 
-SCRIPT = MockConfig({"scenarios": {"voice-basic": {"turns": {1: "from voice-basic"}},
-                                   "other": {"turns": {1: "from other"}}}})
+SCRIPT = MockConfig({"scenarios": {"voice": {"turns": {1: "hello"}}}})
 
 
-def _mock(**config: Any) -> MockProvider:
-    return MockProvider("m", ProviderSpec(type="mock", model="m", additional_config=config), SCRIPT)
+def _provider(kind: str, **config: Any) -> MockProvider:
+    return MockProvider("live", ProviderSpec(type=kind, model="m", additional_config=config), SCRIPT)
 
 
 def _scenario(block: dict[str, Any] | None) -> ScenarioSpec:
     return ScenarioSpec(description="d", duplex=block)
 
 
-@pytest.mark.parametrize(("block", "config", "timeout", "answer"), [
-    (None, {"auto_respond": True, "duplex_scenario": "voice-basic"}, 300.0, "from other"),  # not duplex: as before
-    ({}, {}, duplex.DEFAULT_TIMEOUT_S, "from other"),
-    ({"timeout": "45s"}, {}, 45.0, "from other"),
-    ({"timeout": "2m"}, {"auto_respond": True, "duplex_scenario": "voice-basic"}, 120.0, "from voice-basic"),
-    ({}, {"auto_respond": "true", "duplex_scenario": "voice-basic"}, duplex.DEFAULT_TIMEOUT_S, "from voice-basic"),
-    ({}, {"duplex_scenario": "voice-basic"}, duplex.DEFAULT_TIMEOUT_S, "from other"),  # auto_respond off
+@pytest.mark.parametrize(("block", "kind", "limit"), [
+    (None, "mock", 300.0),  # not duplex: the arena's run timeout
+    (None, "openai", 300.0),  # … whatever the provider
+    ({}, "mock", duplex.DEFAULT_TIMEOUT_S),  # duplex: upstream's default
+    ({"timeout": "45s"}, "mock", 45.0),
+    ({"timeout": "2m"}, "replay", 120.0),
 ])
-async def test_session_of_a_local_provider(block: dict[str, Any] | None, config: dict[str, Any], timeout: float,
-                                           answer: str) -> None:
-    provider = _mock(**config)
-    session = duplex.session(_scenario(block), "other", provider, 300.0)
-    assert session.timeout == timeout
-    request = ChatRequest(system="", messages=[Message("user", "hi")], context={"scenario_id": "other"})
-    assert (await session.provider.chat(request)).content == answer
-    assert session.provider.model == "m" and session.provider.spec is provider.spec  # the mock's own otherwise
+def test_time_limit(block: dict[str, Any] | None, kind: str, limit: float) -> None:
+    assert duplex.time_limit(_scenario(block), "voice", _provider(kind), 300.0) == limit
 
 
 @pytest.mark.parametrize("kind", ["openai", "gemini", "claude", "elevenlabs"])
 def test_realtime_providers_fail_clearly(kind: str) -> None:
-    provider = MockProvider("live", ProviderSpec(type=kind, model="gpt-4o-realtime"), SCRIPT)
     with pytest.raises(duplex.DuplexUnsupported) as caught:
-        duplex.session(_scenario({"timeout": "30s"}), "voice", provider, 300.0)
+        duplex.time_limit(_scenario({"timeout": "30s"}), "voice", _provider(kind), 300.0)
     assert caught.value.kind == "duplex_unsupported"
     assert f"provider 'live' ({kind}, network required)" in str(caught.value)
     assert "mock and replay providers only" in str(caught.value)
-    assert duplex.session(_scenario(None), "voice", provider, 300.0).provider is provider  # not duplex: runs
 
 
 ARENA = """apiVersion: promptkit.altairalabs.ai/v1alpha1

@@ -3,15 +3,15 @@
 Upstream streams each turn's audio into a realtime session and reads the model's reply as it speaks. Here a duplex
 scenario runs against the providers that need no network — `mock` and `replay` — with text in place of audio: the
 turns, self-play, tools and assertions run as in any scenario, within the duplex `timeout` (default 10 minutes, as
-upstream) instead of the arena's run timeout. A mock provider with `auto_respond: true` and `duplex_scenario: <id>`
-answers every duplex run from that scenario's scripted turns, as upstream's mock duplex session does. Any other
-provider (OpenAI Realtime, Gemini Live, …) would need a realtime session over the network: its runs fail at once
-with kind ``duplex_unsupported``, saying so. The `duplex:` block is checked at load time (`check_duplex`).
+upstream) instead of the arena's run timeout. A mock answers each duplex run from the run's own scenario script, as
+upstream's duplex executor has its mock session do (the run's scenario id overrides the provider's
+`duplex_scenario`; `auto_respond` and `response_text` matter only outside Arena). Any other provider (OpenAI
+Realtime, Gemini Live, …) would need a realtime session over the network: its runs fail at once with kind
+``duplex_unsupported``, saying so. The `duplex:` block is checked at load time (`check_duplex`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -20,7 +20,6 @@ from .durations import parse_duration
 from .manifests import Collector, validate_model
 from .providers.base import Provider
 from .spec import BundleDuration, Model, ScenarioSpec
-from .types import ChatRequest, ChatResponse
 
 DEFAULT_TIMEOUT_S = 600.0
 LOCAL_TYPES = frozenset({"mock", "replay"})  # duplex providers that run here: no realtime session, no network
@@ -65,46 +64,14 @@ def check_duplex(scenario: ScenarioSpec, file: str, doc: Any, where: list[str | 
         validate_model(DuplexSpec, scenario.duplex, file, doc, [*where, "duplex"], out)
 
 
-class _DuplexMock:
-    """A mock provider answering from `duplex_scenario`'s scripted turns; everything else is the mock's own."""
-
-    def __init__(self, inner: Provider, scenario_id: str) -> None:
-        self._inner, self._scenario_id = inner, scenario_id
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        context = {**request.context, "scenario_id": self._scenario_id}
-        return await self._inner.chat(replace(request, context=context))
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """How one run executes: the provider it talks to and its time limit."""
-
-    provider: Provider
-    timeout: float
-
-
-def _auto_scenario(provider: Provider) -> str:
-    config = provider.spec.additional_config
-    auto = config.get("auto_respond")
-    on = auto is True or (isinstance(auto, str) and auto == "true")
-    scenario = config.get("duplex_scenario")
-    return str(scenario) if on and isinstance(scenario, str) and scenario else ""
-
-
-def session(scenario: ScenarioSpec, scenario_id: str, provider: Provider, run_timeout: float) -> Session:
-    """The run's provider and time limit; raises DuplexUnsupported for a duplex run no local provider can serve."""
+def time_limit(scenario: ScenarioSpec, scenario_id: str, provider: Provider, run_timeout: float) -> float:
+    """The run's time limit; raises DuplexUnsupported for a duplex run against a provider that cannot serve it."""
     if scenario.duplex is None:
-        return Session(provider, run_timeout)
+        return run_timeout
     kind = provider.spec.type
     if kind not in LOCAL_TYPES:
         raise DuplexUnsupported(
             f"duplex scenario {scenario_id!r} needs a realtime streaming session with provider {provider.id!r} "
             f"({kind}, network required); this engine runs duplex scenarios against mock and replay providers "
             "only (text in place of audio) — use --mock-provider or a mock provider")
-    timeout = parse_duration(str((scenario.duplex or {}).get("timeout") or ""), DEFAULT_TIMEOUT_S)
-    auto = _auto_scenario(provider) if kind == "mock" else ""
-    return Session(_DuplexMock(provider, auto) if auto else provider, timeout)  # type: ignore[arg-type]
+    return parse_duration(str(scenario.duplex.get("timeout") or ""), DEFAULT_TIMEOUT_S)

@@ -13,7 +13,7 @@ from .assertions.base import AssertionResult, EvalContext, EvalServices
 from .assertions.guardrails import Guardrail, check_input, check_output
 from .assertions.registry import evaluate, guardrail_for
 from .bundle import Bundle
-from .composition import CallSettings, CompositionError, CompositionRunner
+from .composition import CallSettings, CompositionError, CompositionRunner, composition_for
 from .durations import parse_duration
 from .errors import ProviderError
 from .evalctx import EvalEnvironment, eval_metadata, spend_of
@@ -147,21 +147,21 @@ class ConversationExecutor:
         try:
             workflow = self._workflow_for(scenario)
             prepared = await self._prepare(combo.scenario_id, workflow.prompt_task if workflow else None)
-            session = duplex.session(scenario, combo.scenario_id, provider, self.run_timeout)
+            limit = duplex.time_limit(scenario, combo.scenario_id, provider, self.run_timeout)
         except (McpStartError, A2aDiscoveryError, duplex.DuplexUnsupported) as exc:
             result.error, result.error_kind, result.end_time = str(exc), exc.kind, datetime.now(UTC)
             return result
         except ValueError as exc:
             result.error, result.error_kind, result.end_time = f"workflow: {exc}", "config", datetime.now(UTC)
             return result
-        run = _Run(combo, scenario, session.provider, prepared, result, self.evals.services(result), workflow)
+        run = _Run(combo, scenario, provider, prepared, result, self.evals.services(result), workflow)
         result.params = self._params(run)
         try:
-            await asyncio.wait_for(self._converse(run), session.timeout)
+            await asyncio.wait_for(self._converse(run), limit)
         except TurnFailed:
             pass
         except TimeoutError:
-            result.error, result.error_kind = f"run timed out after {session.timeout:g}s", "timeout"
+            result.error, result.error_kind = f"run timed out after {limit:g}s", "timeout"
         except CompositionError as exc:
             result.error, result.error_kind = str(exc), exc.kind
             result.cost.add(exc.outcome.cost)
@@ -223,17 +223,14 @@ class ConversationExecutor:
         outcome = await CompositionRunner(self.bundle, run.provider, self.tools, settings).run(
             name, run.messages[-1].content, run.scenario, run.combo.scenario_id)
         run.result.violations.extend(outcome.violations)
-        reply = outcome.reply()
-        if run.workflow is not None and (stamp := run.workflow.state_stamp()):
-            reply.meta[STATE_STAMP] = stamp
-        run.messages.append(reply)
-        return reply
+        run.messages.append(outcome.reply())
+        return run.messages[-1]
 
     async def _assistant_turn(self, run: _Run, stream: bool) -> list[Message]:
         """One assistant turn: call the model; run the tools it asks for and call again, within limits.
         The prompt's validators act on the user's message (input) and on every reply (output)."""
-        if run.workflow is not None and run.workflow.in_composition and run.workflow.state is not None:
-            return self._end_turn(run, [await self._compose(run, run.workflow.state.composition)])
+        if (composition := composition_for(self.bundle, run.scenario.task_type)) is not None:
+            return [await self._compose(run, composition)]
         new: list[Message] = []
         blocked = await self._input_guard(run)
         if blocked is not None:
