@@ -166,6 +166,18 @@ def test_bundle_exit_codes_and_schema_only(tmp_path: Path) -> None:
     assert arena("run", bundle, "-o", tmp_path / "out").returncode == 2  # arena run: bad input stays 2
 
 
+def test_schema_only_warns_of_a_missing_referenced_file(tmp_path: Path) -> None:
+    """Upstream's `--schema-only` reads no referenced file; here the ones that exist are checked, a missing one is
+    a warning (an example bundle whose pack is built later validates), and a full validate fails on it."""
+    bundle = _quickstart(tmp_path)
+    (bundle / "scenarios" / "greeting.yaml").unlink()
+    schema = arena("validate", bundle, "--schema-only")
+    assert schema.returncode == 0, schema.stderr
+    assert "scenarios/greeting.yaml: Scenario file not found" in schema.stderr and "warning: " in schema.stderr
+    full = arena("validate", bundle)
+    assert full.returncode == 1 and "scenarios/greeting.yaml: Scenario file not found" in full.stderr
+
+
 TOOL_CASES = [
     ("tools_called", "tools: [lookup_order]", "tools: [lookup_ordr]", "params.tools[0]", "never passes", True),
     ("tool_args", "tool_name: lookup_order", "tool_name: lookupOrder", "params.tool_name", "never passes", True),
