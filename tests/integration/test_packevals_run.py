@@ -6,12 +6,14 @@ thumbnails rendered under the page's CSP."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xmlschema
+import yaml
 
 from arena_operator import cli
 
@@ -108,3 +110,21 @@ def test_report_shows_pack_evals_apart_and_media_thumbnails(browser: Page, tmp_p
     assert outputs == ["image image/png · 0 B · 512×512 · message 1, part 1",
                        "audio audio/mpeg · 0 B · 2 s · message 1, part 2"]
     assert all(url == report.as_uri() or url.startswith("data:image/png;base64,") for url in browser.requests())
+
+
+def test_eval_mode_runs_session_pack_evals_over_recordings(tmp_path: Path) -> None:
+    """As upstream's eval executor: session-triggered pack evals on each recorded conversation, no turn ones."""
+    bundle = tmp_path / "eval-replay"
+    shutil.copytree(BUNDLES / "eval-replay", bundle)
+    config = bundle / "config.arena.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["spec"]["pack_evals"] = [
+        {"id": "has-reply", "type": "min_length", "trigger": "on_session_complete", "params": {"min_characters": 1}},
+        {"id": "per-turn", "type": "min_length", "trigger": "every_turn", "params": {"min_characters": 1}}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    cli.main(["run", str(bundle), "--out", str(tmp_path / "out"), "-q", "--formats", "json"])
+    runs = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assessed = [r for r in runs if not r["Error"]]
+    assert assessed and all(r["ProviderID"] == "eval" for r in runs)
+    assert all([(e["eval_id"], e["trigger"], e["session_id"]) for e in r["eval_results"]]
+               == [("has-reply", "on_session_complete", r["RunID"])] for r in assessed)

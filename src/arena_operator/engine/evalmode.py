@@ -22,6 +22,7 @@ from .bundle import Bundle
 from .durations import parse_duration
 from .evalctx import EvalEnvironment, eval_metadata
 from .evalspec import EvalEntry, split_ref
+from .packevals import PackEvals
 from .plan import EVAL_PROVIDER, RunCombination
 from .providers.base import Provider
 from .recordings import Conversation, RecordingError, read_conversations
@@ -39,6 +40,7 @@ class EvalExecutor:
     def __init__(self, bundle: Bundle, providers: dict[str, Provider], tools: ToolRunner) -> None:
         self.bundle = bundle
         self.environment = EvalEnvironment(bundle, providers, tools)
+        self.pack_evals = PackEvals(bundle.pack_evals)
         self.run_timeout = parse_duration(bundle.arena.defaults.run_timeout, 300.0)
         self._files: OrderedDict[str, list[Conversation]] = OrderedDict()
         self._lock = asyncio.Lock()
@@ -100,6 +102,7 @@ class EvalExecutor:
         conversation = [*self.bundle.arena.globals.conversation_assertions, *entry.spec.conversation_assertions]
         ctx = EvalContext("conversation", list(messages), list(messages), services, eval_metadata(messages))
         result.conversation_assertions = await _all(conversation, ctx)
+        result.eval_results += await self.pack_evals.at_end(messages, result.run_id, services)  # as upstream
 
 
 async def _all(assertions: list[AssertionSpec], ctx: EvalContext) -> list[AssertionResult]:
