@@ -207,6 +207,19 @@ def test_retry_counts_attempts(tmp_path: Path) -> None:
     assert len(provider.sent("g")) == 3
 
 
+def test_an_agent_round_runs_at_most_the_scenarios_tool_calls_per_turn(tmp_path: Path) -> None:
+    """A reply asking for 12 calls: 10 run (tool_policy.max_tool_calls_per_turn's default), 2 are refused, and the
+    second round's request carries all 12 results."""
+    many = {**TOOL_CALL, "tool_calls": [{"name": "lookup", "arguments": {"q": str(i)}} for i in range(12)]}
+    body = _steps("{id: g, kind: agent, prompt_task: agent, tools: [lookup], termination: {max_steps: 2}}")
+    provider = RecordingMock({"g": many})
+    with pytest.raises(CompositionError, match="max rounds"):
+        _run(_bundle(tmp_path, body), provider)
+    results = [m.tool_result for m in provider.requests[1].messages if m.role == "tool"]
+    assert [r.error for r in results] == [None] * 10 + ["tool call limit reached"] * 2
+    assert json.loads(results[0].content) == {"hits": 2}
+
+
 def test_parallel_branches_run_concurrently(tmp_path: Path) -> None:
     body = ("version: 1\nsteps:\n  - id: p\n    kind: parallel\n    branches:\n" + "".join(
         f"      - {{id: b{i}, kind: prompt, prompt_task: ask}}\n" for i in range(4)) +

@@ -16,7 +16,7 @@ from ..errors import ProviderError, TemplateError
 from ..schemas import first_error
 from ..templating import render
 from ..tools import ToolRunner, definition
-from ..types import ChatRequest, Message, ToolCall
+from ..types import ChatRequest, Message, ToolCall, ToolResult
 from . import model as m
 from .record import CompositionOutcome, StepRecord
 from .scope import (
@@ -142,16 +142,16 @@ class _Execution:
     async def parallel(self, step: m.Step) -> Any:
         assert step.reduce is not None, "checked at load time"
         results = await asyncio.gather(*(self.leaf(b) for b in step.branches), return_exceptions=True)
-        failures = [(b.id, r) for b, r in zip(step.branches, results, strict=True) if isinstance(r, BaseException)]
-        if failures:
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
             self.outcome.parallel[step.id] = m.PARALLEL_FAILED
-            for _, exc in failures:
-                if not isinstance(exc, _StepFailed):
-                    raise exc
-            kinds = [exc.kind for _, exc in failures if exc.kind != COMPOSITION_ERROR]  # type: ignore[union-attr]
-            detail = "; ".join(str(exc) for _, exc in failures)
-            raise _StepFailed(f"step {step.id!r}: {len(failures)} of {len(step.branches)} branches failed: {detail}",
-                              kinds[0] if kinds else COMPOSITION_ERROR)
+            unexpected = next((e for e in errors if not isinstance(e, _StepFailed)), None)
+            if unexpected is not None:
+                raise unexpected
+            failed = [e for e in errors if isinstance(e, _StepFailed)]
+            kinds = [e.kind for e in failed if e.kind != COMPOSITION_ERROR]  # a provider's kind says more
+            raise _StepFailed(f"step {step.id!r}: {len(failed)} of {len(step.branches)} branches failed: "
+                              f"{'; '.join(str(e) for e in failed)}", kinds[0] if kinds else COMPOSITION_ERROR)
         self.outcome.parallel[step.id] = m.PARALLEL_COMPLETE
         return {step.reduce.into: reduce(step.reduce, [(b.id, r) for b, r in zip(step.branches, results, strict=True)])}
 
@@ -206,15 +206,17 @@ class _Execution:
             messages.append(Message("assistant", response.content, list(response.tool_calls)))
             if not response.tool_calls:
                 break
-            for call in response.tool_calls:
-                result = await runner.tools.execute(call, allowed)
+            limit = self.scenario.tool_policy.max_tool_calls_per_turn  # per round: a reply may ask for many
+            for index, call in enumerate(response.tool_calls):
+                result = await runner.tools.execute(call, allowed) if index < limit else ToolResult(
+                    call.id, call.name, '{"error": "tool call limit reached"}', "tool call limit reached")
                 messages.append(Message("tool", result.content, tool_result=result))
             if stop and any(c.name == stop for c in response.tool_calls):
                 break
             if round_ == rounds:
                 raise _StepFailed(f"step {step.id!r}: max rounds ({rounds}) exceeded: the model still asks for "
                                   "tools")
-        return self.structured(step, next(m.content for m in reversed(messages) if m.role == "assistant"))
+        return self.structured(step, next(msg.content for msg in reversed(messages) if msg.role == "assistant"))
 
     def structured(self, step: m.Step, content: str) -> str:
         """Upstream's responseToJSON: a step with output_schema passes JSON content through as it is, anything
