@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from arena_operator import cli
-from tests.fakes.llm_servers import FakeLLMServer, Recorded
+from tests.fakes.llm_servers import FakeCall, FakeLLMServer, Recorded, Reply
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bundles" / "media-parts"
 KEY_ENV = "ARENA_TEST_MEDIA_KEY"
@@ -59,7 +59,8 @@ def wire_bundle(root: Path, llm: FakeLLMServer, image_url: str) -> Path:
     config = {"apiVersion": "promptkit.altairalabs.ai/v1alpha1", "kind": "Arena", "metadata": {"name": "wire"},
               "spec": {"prompt_configs": [{"id": "media-analyst", "file": "prompts/media-analyst.prompt.yaml"}],
                        "providers": providers, "tools": [{"file": "tools/render-chart.tool.yaml"}],
-                       "scenarios": [{"file": f"scenarios/{n}.yaml"} for n in TEXT],
+                       "scenarios": [*({"file": f"scenarios/{n}.yaml"} for n in TEXT),
+                                     {"file": "scenarios/media-tool.scenario.yaml"}],
                        "defaults": {"temperature": 0, "max_tokens": 50, "concurrency": 1}}}
     (bundle / "config.arena.yaml").write_text(json.dumps(config))
     return bundle
@@ -156,3 +157,42 @@ async def test_an_unreachable_media_url_errors_the_run(tmp_path: Path, monkeypat
     run = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert (run["Status"], run["ErrorKind"]) == ("error", "media")
     assert "http://127.0.0.1:9/gone.png: connection failed" in run["Error"]
+
+
+def tool_result_of(api: str, body: dict[str, Any]) -> Any:
+    """What the second request carries back for the tool call."""
+    if api == "openai":
+        return next(m["content"] for m in body["messages"] if m["role"] == "tool")
+    if api == "anthropic":
+        return next(b["content"] for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+                    for b in m["content"] if b.get("type") == "tool_result")
+    return next(p["functionResponse"]["response"] for c in body["contents"] for p in c["parts"]
+                if "functionResponse" in p)
+
+
+@pytest.mark.parametrize(("provider", "api"), [("openai", "openai"), ("claude", "anthropic"), ("gemini", "gemini")])
+async def test_a_tool_results_media_goes_back_to_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           provider: str, api: str) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-media-test")
+    chart = b64(FIXTURE / "media" / "chart.png")
+    result = '{"title": "Signups per week"}'
+    async with FakeLLMServer() as llm:
+        llm.script(Reply(tool_calls=[FakeCall("render_chart", {"metric": "signups"})]), Reply("Signups grew."))
+        bundle = wire_bundle(tmp_path, llm, "http://127.0.0.1:9/unused.png")
+        out = tmp_path / "out"
+        await asyncio.to_thread(cli.main, ["run", str(bundle), "--out", str(out), "--formats", "json", "-q",
+                                           "--scenario", "media-tool", "--provider", provider])
+        assert len(llm.requests) == 2
+        sent = tool_result_of(api, llm.requests[1].body)
+    expected: dict[str, Any] = {
+        "openai": [{"type": "text", "text": result}, {"type": "text", "text": "Signups per week, 6 points"},
+                   {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{chart}"}}],
+        "anthropic": [{"type": "text", "text": result}, {"type": "text", "text": "Signups per week, 6 points"},
+                      {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": chart}}],
+        "gemini": {"title": "Signups per week", "inlineData": {"mimeType": "image/png", "data": chart}},
+    }
+    assert sent == expected[api]
+    run = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert run["Status"] == "passed"  # tools_called, tool_result_has_media, tool_result_media_type
+    assert [(o["type"], o["mime_type"], o["file_path"]) for o in run["MediaOutputs"]] == [
+        ("image", "image/png", "media/chart.png")]

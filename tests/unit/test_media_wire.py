@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 
 from arena_operator.engine.errors import ProviderError
-from arena_operator.engine.providers.media_wire import claude_blocks, gemini_parts, openai_content
-from arena_operator.engine.types import Message
+from arena_operator.engine.providers.media_wire import (
+    claude_blocks,
+    claude_tool_content,
+    gemini_parts,
+    gemini_tool_response,
+    openai_content,
+    openai_tool_content,
+)
+from arena_operator.engine.types import Message, ToolResult
 
 IMAGE = {"type": "image", "media": {"mime_type": "image/png", "data": "UE5H", "detail": "low"}}
 IMAGE_URL = {"type": "image", "media": {"mime_type": "image/png", "url": "https://example.test/a.png"}}
@@ -78,3 +85,41 @@ def test_text_only_and_assistant_messages_are_unchanged(build: Any) -> None:
     reply = Message("assistant", "a logo", meta={"parts": [IMAGE]})  # a mock's reply parts never go back out
     assert build(plain) == ("hello" if build is openai_content else [])
     assert build(reply) == ("a logo" if build is openai_content else [])
+
+
+def tool_message(*parts: dict[str, Any]) -> Message:
+    return Message("tool", '{"title": "chart"}', tool_result=ToolResult("call_1", "render_chart",
+                                                                         '{"title": "chart"}', parts=list(parts)))
+
+
+FUNCTION_RESPONSE = {"functionResponse": {"name": "render_chart", "response": {"title": "chart"}}}
+TOOL_WIRE: list[tuple[str, Any, list[dict[str, Any]], Any]] = [
+    ("openai text only", openai_tool_content, [TEXT], '{"title": "chart"}'),
+    ("openai image", openai_tool_content, [TEXT, IMAGE, WAV],
+     [{"type": "text", "text": '{"title": "chart"}'}, {"type": "text", "text": "Describe:"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,UE5H"}}]),
+    ("claude text only", claude_tool_content, [], '{"title": "chart"}'),
+    ("claude image and pdf", claude_tool_content, [IMAGE, PDF, VIDEO],
+     [{"type": "text", "text": '{"title": "chart"}'},
+      {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "UE5H"}},
+      {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "UERG"}}]),
+    ("claude image URL", claude_tool_content, [IMAGE_URL],
+     [{"type": "text", "text": '{"title": "chart"}'},
+      {"type": "image", "source": {"type": "url", "url": "https://example.test/a.png"}}]),
+]
+
+
+@pytest.mark.parametrize(("build", "parts", "wire"), [(b, p, w) for _, b, p, w in TOOL_WIRE],
+                         ids=[i for i, *_ in TOOL_WIRE])
+def test_tool_result_media_as_upstream_sends_it(build: Any, parts: list[dict[str, Any]], wire: Any) -> None:
+    assert build(tool_message(*parts)) == wire
+
+
+@pytest.mark.parametrize(("parts", "inline"), [
+    ([], None), ([TEXT], None), ([TEXT, WAV, IMAGE], {"mimeType": "audio/wav", "data": "V0FW"}),
+    ([IMAGE_URL, IMAGE], {"mimeType": "image/png", "data": "UE5H"}),
+])
+def test_gemini_function_response_carries_the_first_media(parts: list[dict[str, Any]], inline: Any) -> None:
+    built = gemini_tool_response(tool_message(*parts), FUNCTION_RESPONSE)
+    want = {"title": "chart", **({"inlineData": inline} if inline else {})}
+    assert built == {"functionResponse": {"name": "render_chart", "response": want}}

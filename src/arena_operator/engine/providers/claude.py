@@ -11,7 +11,7 @@ from ..errors import ProviderError
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, Usage
 from .base import RetryableError
 from .http import HTTPProvider
-from .media_wire import claude_blocks
+from .media_wire import claude_blocks, claude_tool_content
 from .openai import parse_tool_args
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -25,7 +25,8 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     """Anthropic rejects empty text blocks, so text is only sent when there is some."""
     if message.role == "tool" and message.tool_result is not None:
         result = message.tool_result
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": result.call_id, "content": result.content}
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": result.call_id,
+                                 "content": claude_tool_content(message)}
         return [{**block, "is_error": True}] if result.error else [block]
     blocks = claude_blocks(message) or ([{"type": "text", "text": message.content}] if message.content else [])
     if message.role == "assistant":

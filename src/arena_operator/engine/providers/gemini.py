@@ -15,7 +15,7 @@ from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition, ToolResult, Usage
 from .base import RetryableError, RetryPolicy
 from .http import HTTPProvider
-from .media_wire import gemini_parts
+from .media_wire import gemini_parts, gemini_tool_response
 
 _KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 SIGNATURE_CAPACITY = 4096
@@ -178,7 +178,7 @@ class GeminiProvider(HTTPProvider):
     @staticmethod
     def _parts(message: Message, signatures: list[str | None]) -> list[dict[str, Any]]:
         if message.role == "tool" and message.tool_result is not None:
-            return [_function_response(message.tool_result)]
+            return [gemini_tool_response(message, _function_response(message.tool_result))]
         parts = gemini_parts(message) or ([{"text": message.content}] if message.content else [])
         for i, call in enumerate(message.tool_calls):
             part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.args}}

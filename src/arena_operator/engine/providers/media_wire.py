@@ -86,3 +86,59 @@ def gemini_parts(message: Message) -> list[dict[str, Any]]:
             raise ProviderError(f"{kind} part missing mime_type", UNSUPPORTED)
         out.append({"inlineData": {"mimeType": media["mime_type"], "data": media.get("data", "")}})
     return out
+
+
+def _tool_media(message: Message) -> list[dict[str, Any]]:
+    """A tool result's parts when any of them is media (upstream's HasMedia), else []."""
+    parts = message.tool_result.parts if message.tool_result is not None else []
+    return parts if any(isinstance(p.get("media"), dict) for p in parts) else []
+
+
+def openai_tool_content(message: Message) -> str | list[dict[str, Any]]:
+    """A tool message's content: its text, or (with media) the text then text and image parts; other media is
+    skipped, as upstream's convertToolResultContent."""
+    assert message.tool_result is not None
+    parts = _tool_media(message)
+    if not parts:
+        return message.tool_result.content
+    out: list[dict[str, Any]] = [{"type": "text", "text": message.tool_result.content}]
+    for part in parts:
+        media = _media(part)
+        if part.get("type") == "text":
+            out.append({"type": "text", "text": part.get("text", "")})
+        elif part.get("type") == "image" and (media.get("data") or media.get("url")):
+            url = f"data:{media.get('mime_type')};base64,{media['data']}" if media.get("data") else media["url"]
+            out.append({"type": "image_url", "image_url": {"url": url}})
+    return out
+
+
+def claude_tool_content(message: Message) -> str | list[dict[str, Any]]:
+    """A tool_result block's content: its text, or (with media) the text then text, image and document blocks;
+    other media is skipped, as upstream's buildToolResultContentBlocks."""
+    assert message.tool_result is not None
+    parts = _tool_media(message)
+    if not parts:
+        return message.tool_result.content
+    out: list[dict[str, Any]] = [{"type": "text", "text": message.tool_result.content}]
+    for part in parts:
+        kind, media = part.get("type"), _media(part)
+        if kind == "text":
+            out.append({"type": "text", "text": part.get("text", "")})
+        elif kind in ("image", "document") and media.get("data"):
+            out.append({"type": kind, "source": {"type": "base64", "media_type": media.get("mime_type"),
+                                                 "data": media["data"]}})
+        elif kind == "image" and media.get("url"):
+            out.append({"type": "image", "source": {"type": "url", "url": media["url"]}})
+    return out
+
+
+def gemini_tool_response(message: Message, part: dict[str, Any]) -> dict[str, Any]:
+    """A functionResponse part with the first media of the result as `inlineData` in its response, as upstream's
+    buildMultimodalToolResponse (the response is a flat object: one media part fits)."""
+    media = next((_media(p) for p in _tool_media(message) if p.get("type") != "text" and _media(p).get("data")),
+                 None)
+    if media is None:
+        return part
+    response = {**part["functionResponse"]["response"],
+                "inlineData": {"mimeType": media.get("mime_type"), "data": media["data"]}}
+    return {"functionResponse": {**part["functionResponse"], "response": response}}

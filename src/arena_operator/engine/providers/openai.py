@@ -12,7 +12,7 @@ from ..spec import ProviderSpec
 from ..types import ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition, Usage
 from .base import RetryableError, RetryPolicy
 from .http import DONE, HTTPProvider
-from .media_wire import openai_content
+from .media_wire import openai_content, openai_tool_content
 
 # type → (base URL, key env). Local servers get no default key env, so an OpenAI key never leaves for them.
 _DEFAULTS: dict[str, tuple[str, str | None]] = {
@@ -38,7 +38,7 @@ def parse_tool_args(raw: Any) -> dict[str, Any]:
 
 def _message(message: Message) -> dict[str, Any]:
     if message.role == "tool" and message.tool_result is not None:
-        return {"role": "tool", "tool_call_id": message.tool_result.call_id, "content": message.tool_result.content}
+        return {"role": "tool", "tool_call_id": message.tool_result.call_id, "content": openai_tool_content(message)}
     if message.role == "assistant" and message.tool_calls:
         calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.args)}}
                  for c in message.tool_calls]
