@@ -13,7 +13,7 @@ from .assertions.base import AssertionResult, EvalContext, EvalServices
 from .assertions.guardrails import Guardrail, check_input, check_output
 from .assertions.registry import evaluate, guardrail_for
 from .bundle import Bundle
-from .composition import CallSettings, CompositionError, CompositionRunner, composition_for
+from .composition import CallSettings, CompositionError, CompositionRunner
 from .durations import parse_duration
 from .errors import ProviderError
 from .evalctx import EvalEnvironment, eval_metadata, spend_of
@@ -223,14 +223,17 @@ class ConversationExecutor:
         outcome = await CompositionRunner(self.bundle, run.provider, self.tools, settings).run(
             name, run.messages[-1].content, run.scenario, run.combo.scenario_id)
         run.result.violations.extend(outcome.violations)
-        run.messages.append(outcome.reply())
-        return run.messages[-1]
+        reply = outcome.reply()
+        if run.workflow is not None and (stamp := run.workflow.state_stamp()):
+            reply.meta[STATE_STAMP] = stamp
+        run.messages.append(reply)
+        return reply
 
     async def _assistant_turn(self, run: _Run, stream: bool) -> list[Message]:
         """One assistant turn: call the model; run the tools it asks for and call again, within limits.
         The prompt's validators act on the user's message (input) and on every reply (output)."""
-        if (composition := composition_for(self.bundle, run.scenario.task_type)) is not None:
-            return [await self._compose(run, composition)]
+        if run.workflow is not None and run.workflow.in_composition and run.workflow.state is not None:
+            return self._end_turn(run, [await self._compose(run, run.workflow.state.composition)])
         new: list[Message] = []
         blocked = await self._input_guard(run)
         if blocked is not None:
