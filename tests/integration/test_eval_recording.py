@@ -217,9 +217,15 @@ def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-async def _run_job(tmp_path: Path, redis_url: str, s3: S3Server, bucket: str, root: Path, job: str,
+def s3_output(s3: S3Server, bucket: str) -> dict[str, Any]:
+    return {"type": "s3", "s3": {"bucket": bucket, "prefix": BUCKET_PREFIX, "region": "us-east-1",
+                                 "endpoint": s3.endpoint}}
+
+
+async def _run_job(tmp_path: Path, redis_url: str, output: dict[str, Any], root: Path, job: str,
                    filters: PlanInputs) -> None:
-    """Plan `root`'s units into a real queue and run one worker on them, results to S3."""
+    """Plan `root`'s units into a real queue and run one worker on them, results to `output` (a pvc output is
+    mounted at tmp_path/pvc)."""
     bundle = load_bundle(root)
     info = build_artifact(root, tmp_path / f"{job}.tar.gz")
     store = ArtifactStore(tmp_path / "store")
@@ -240,9 +246,8 @@ async def _run_job(tmp_path: Path, redis_url: str, s3: S3Server, bucket: str, ro
         settings = WorkerSettings(
             artifact_url=f"http://127.0.0.1:{port}/artifacts/{stored.relative_url}", artifact_digest=info.digest,
             redis_url=redis_url, job_key=key,
-            output={"type": "s3", "s3": {"bucket": bucket, "prefix": BUCKET_PREFIX, "region": "us-east-1",
-                                         "endpoint": s3.endpoint}},
-            namespace="ns", job=job, concurrency=2, consumer="w1", workdir=tmp_path)
+            output=output, namespace="ns", job=job, concurrency=2, consumer="w1", workdir=tmp_path,
+            results_dir=tmp_path / "pvc")
         assert await asyncio.wait_for(run_worker(settings), 60) == 0
     finally:
         await queue.delete()
@@ -260,7 +265,7 @@ def _units(s3: S3Server, bucket: str, job: str) -> list[dict[str, Any]]:
 async def test_the_worker_puts_recordings_in_the_sink_and_runs_eval_units(
         tmp_path: Path, redis_server: Any, s3_server: S3Server, bucket: str) -> None:
     root = write_bundle(tmp_path / "bundle")
-    await _run_job(tmp_path, redis_server.url, s3_server, bucket, root, "record", PlanInputs([], [], 3))
+    await _run_job(tmp_path, redis_server.url, s3_output(s3_server, bucket), root, "record", PlanInputs([], [], 3))
     units = _units(s3_server, bucket, "record")
     assert len(units) == 3 and {u["Status"] for u in units} == {"passed"}
     client = s3_server.client()
@@ -283,9 +288,37 @@ async def test_the_worker_puts_recordings_in_the_sink_and_runs_eval_units(
     write_bundle(evals, enabled=False, eval_path="recordings/shop.jsonl")
     (evals / "config.arena.yaml").write_text((evals / "config.arena.yaml").read_text().replace(
         "  scenarios:\n    - file: scenarios/shop.yaml\n", ""))
-    await _run_job(tmp_path, redis_server.url, s3_server, bucket, evals, "evaluate", PlanInputs([], [], 1))
+    await _run_job(tmp_path, redis_server.url, s3_output(s3_server, bucket), evals, "evaluate",
+                   PlanInputs([], [], 1))
     [evaluated] = _units(s3_server, bucket, "evaluate")
     assert (evaluated["ScenarioID"], evaluated["ProviderID"], evaluated["Status"]) == ("replayed", "eval", "failed")
     assert turn_outcomes(evaluated) == [True, False]
     report = client.get_object(Bucket=bucket, Key=f"{BUCKET_PREFIX}ns/evaluate/results.json")["Body"].read()
     assert [r["ScenarioID"] for r in json.loads(report)] == ["replayed"]  # the aggregation read the eval unit
+
+
+async def test_the_worker_puts_recordings_in_a_pvc_output(tmp_path: Path, redis_server: Any) -> None:
+    root = write_bundle(tmp_path / "bundle")
+    (tmp_path / "pvc").mkdir()
+    output = {"type": "pvc", "pvc": {"claimName": "results", "subPath": "team"}}
+    await _run_job(tmp_path, redis_server.url, output, root, "onpvc", PlanInputs([], [], 2))
+    job_dir = tmp_path / "pvc" / "team" / "ns" / "onpvc"
+    units = [json.loads(p.read_text()) for p in sorted((job_dir / "units").glob("*.json"))]
+    assert len(units) == 2
+    for unit in units:
+        assert unit["RecordingPath"] == f"pvc://results/team/ns/onpvc/sessions/{unit['RunID']}.jsonl"
+        recorded = (job_dir / "sessions" / f"{unit['RunID']}.jsonl").read_text().splitlines()
+        assert json.loads(recorded[0])["event"]["type"] == "conversation.started"
+
+
+async def test_a_recording_that_cannot_be_written_leaves_the_run_without_one(tmp_path: Path) -> None:
+    from arena_operator.engine.recording import SessionRecorder
+
+    root = write_bundle(tmp_path / "bundle")
+    (tmp_path / "taken").write_text("a file where the recordings directory should be")
+    bundle = load_bundle(root)
+    [combo] = generate_plan(bundle).combinations
+    executor = RunExecutor(bundle, build_providers(bundle.providers, bundle.root), SessionRecorder(tmp_path / "taken"))
+    result = (await executor.execute(combo)).to_dict()
+    await executor.aclose()
+    assert result["Status"] == "passed" and "RecordingPath" not in result
