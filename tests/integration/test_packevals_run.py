@@ -104,6 +104,9 @@ def test_report_shows_pack_evals_apart_and_media_thumbnails(browser: Page, tmp_p
     thumbs = browser.js("""[...document.querySelectorAll('details.run[data-scenario="media-tool"] img.thumbnail')]
         .map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])""")
     assert thumbs == [[True, 8, 6, "image in message 2, part 1"]]
+    heading = browser.js("""document.querySelector('details.run[data-scenario="media-replies"] .media-outputs h4')
+        .textContent""")
+    assert heading == "Media outputs (2: 1 image, 1 audio, 0 video · 0 B)"
     outputs = browser.js("""[...document.querySelectorAll(
         'details.run[data-scenario="media-replies"] li.media-output')]
         .map(li => li.textContent.replace(/\\s+/g, ' ').trim())""")

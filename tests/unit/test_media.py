@@ -14,6 +14,7 @@ from arena_operator.engine import media
 from arena_operator.engine.bundle import load_bundle
 from arena_operator.engine.errors import BundleInvalid
 from arena_operator.engine.types import Message
+from arena_operator.results.media_rows import media_stats
 from arena_operator.results.report_format import filesize
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
@@ -180,7 +181,7 @@ def test_media_outputs_and_stats_as_upstream() -> None:
         {"type": "video", "mime_type": "video/mp4", "size_bytes": (media.THUMBNAIL_MAX_B64 + 4) * 3 // 4,
          "file_path": "v.mp4", "message_index": 2, "part_index": 0},
     ]
-    stats = media.media_output_stats(outputs)
+    stats = media_stats(outputs)
     assert stats == {"total": 3, "image_count": 1, "audio_count": 1, "video_count": 1,
                      "total_size_bytes": sum(o["size_bytes"] for o in outputs),
                      "by_type": {"image": 1, "audio": 1, "video": 1}}

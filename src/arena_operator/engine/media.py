@@ -249,16 +249,6 @@ def media_outputs(messages: list[Any]) -> list[dict[str, Any]]:
     return outputs
 
 
-def media_output_stats(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Upstream's MediaOutputStats: counts by type and the total size."""
-    by_type: dict[str, int] = {}
-    for output in outputs:
-        by_type[output["type"]] = by_type.get(output["type"], 0) + 1
-    return {"total": len(outputs), "image_count": by_type.get("image", 0), "audio_count": by_type.get("audio", 0),
-            "video_count": by_type.get("video", 0), "total_size_bytes": sum(o["size_bytes"] for o in outputs),
-            "by_type": by_type}
-
-
 async def user_message(turn: Any) -> Message:
     """A scripted user turn as a message: its parts (URLs fetched now) in meta, their text as its content."""
     if not turn.parts:

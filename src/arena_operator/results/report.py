@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from . import report_charts as charts
+from .media_rows import media_stats
 from .packeval_rows import as_assertion_rows
 from .report_format import anchor, filesize, href, measured_ms, ms, num, pct, pretty, run_anchor, scenario_href, usd
 from .report_views import ScenarioDetail, assertions, failure_rows, scenario_detail
@@ -82,7 +83,7 @@ def _environment() -> Environment:
     env.filters.update(num=num, ms=ms, usd=usd, pct=pct, pretty=pretty, filesize=filesize)
     env.globals.update(anchor=anchor, href=scenario_href, run_href=lambda run_id: href(run_anchor(run_id)),
                        cell_class=_cell_class, assertions=assertions, row_totals=_row_totals, triggered=_triggered,
-                       measured=measured_ms, pack_eval_rows=as_assertion_rows)
+                       measured=measured_ms, pack_eval_rows=as_assertion_rows, media_stats=media_stats)
     return env
 
 
