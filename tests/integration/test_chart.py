@@ -444,6 +444,13 @@ def test_the_stdio_mcp_gate_reaches_the_operator_off_by_default() -> None:
     assert _env(_operator(render({"mcp": {"allowStdio": True}}))[1])["ARENA_ALLOW_MCP_STDIO"] == "true"
 
 
+def test_the_exec_gates_reach_the_operator_off_by_default() -> None:
+    env = _env(_operator(render())[1])
+    assert (env["ARENA_ALLOW_EXEC"], env["ARENA_EXEC_ALLOW_NETWORK"]) == ("false", "false")
+    env = _env(_operator(render({"exec": {"allowTools": True, "allowWithoutNetworkIsolation": True}}))[1])
+    assert (env["ARENA_ALLOW_EXEC"], env["ARENA_EXEC_ALLOW_NETWORK"]) == ("true", "true")
+
+
 def test_external_redis_with_a_password_secret() -> None:
     objects = render(OPTIONS["external-redis"])
     assert not by_kind(objects, "StatefulSet") and not by_kind(objects, "Secret")
