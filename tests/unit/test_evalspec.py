@@ -221,3 +221,14 @@ def test_work_units_carry_the_recording(tmp_path: Path) -> None:
     assert again == units[0] and again.combination() == generate_plan(bundle).combinations[0]
     old = {"id": "x", "scenario": "s", "provider": "p", "region": "default", "trial": 0}
     assert WorkUnit.from_json(old).combination().recording == "" and WorkUnit.from_json(old).to_json() == old
+
+
+def test_unknown_eval_keys_are_warnings(tmp_path: Path) -> None:
+    text = eval_text(extra="    format: tape\n").replace("  turns:",
+                                                         "  judge_targets: {default: {type: openai}}\n  turns:")
+    bundle = load_bundle(write(tmp_path, text))
+    warnings = [str(w) for w in bundle.warnings]
+    assert any(w.startswith("evals/check.eval.yaml:9:5: recording.format: unknown key 'format'") for w in warnings)
+    assert any("judge_targets: unknown key 'judge_targets'" in w for w in warnings), warnings
+    with pytest.raises(BundleInvalid):
+        load_bundle(tmp_path, strict=True)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .checks import check_assertions
+from .checks import check_assertions, warn_unknown_keys
 from .errors import BundleProblem
 from .manifests import OUTSIDE_BUNDLE, Collector, escapes, read_manifest, validate_model
 from .recordings import TYPE_ALIASES, RecordingError, canonical_type, read_conversations
@@ -103,6 +103,9 @@ def load_evals(root: Path, arena: ArenaSpec, arena_file: str, arena_doc: Any,
                 check_assertions(turn.all_turns.assertions, file, doc,
                                  [*where, "turns", index, "all_turns", "assertions"], out)
         check_assertions(spec.conversation_assertions, file, doc, [*where, "conversation_assertions"], out)
+        warn_unknown_keys(spec, file, doc, where, out)  # upstream's Eval reads none of them
+        if spec.recording is not None:
+            warn_unknown_keys(spec.recording, file, doc, [*where, "recording"], out)
         raw_by_id[eval_id] = raw
         entry = EvalEntry(eval_id, spec, file)
         entries[eval_id] = entry
