@@ -3,6 +3,7 @@ pass rule, and a turn and a session run over a real transcript."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,52 @@ def test_rows_and_tally_for_the_reports() -> None:
     assert tally.markdown()[-2:] == ["| polite | pack_eval:content_includes | 2 | 0 | 2 | 0 |",
                                      "| tools | pack_eval:contains | 1 | 0 | 0 | 1 |"]
     assert PackEvalTally().markdown() == []
+
+
+def with_pack(tmp_path: Path, pack: Any, pack_evals: Any = None, ref: str = "support.pack.json") -> Path:
+    root = bundle_with(tmp_path, pack_evals if pack_evals is not None else [])
+    config = root / "config.arena.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["spec"]["pack_file"] = ref
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    (root / "support.pack.json").write_text(pack if isinstance(pack, str) else json.dumps(pack, indent=2))
+    return root
+
+
+def eval_def(eval_id: str, kind: str = "contains", trigger: str = "every_turn") -> dict[str, Any]:
+    return {"id": eval_id, "type": kind, "trigger": trigger, "params": {"substring": eval_id}}
+
+
+def test_a_compiled_packs_evals_merge_as_upstream(tmp_path: Path) -> None:
+    pack = {"id": "support", "evals": [eval_def("a"), eval_def("b"), eval_def("c")],
+            "prompts": {"concierge": {"id": "concierge", "evals": [eval_def("b", "max_length"), eval_def("d")]},
+                        "other": {"id": "other"}}}
+    bundle = load_bundle(with_pack(tmp_path, pack, [eval_def("c", "regex"), eval_def("e")]))
+    # pack evals, a prompt's overriding by id in place and adding new ones, then the arena file's over all
+    assert [(d.id, d.type) for d in bundle.pack_evals] == [
+        ("a", "contains"), ("b", "max_length"), ("c", "regex"), ("d", "contains"), ("e", "contains")]
+
+
+PACK_PROBLEMS: list[tuple[str, Any, str, str, str]] = [
+    ("outside the bundle", {}, "../elsewhere.pack.json", "config.arena.yaml", "is outside the bundle"),
+    ("missing", None, "missing.pack.json", "config.arena.yaml", "not found"),
+    ("not JSON", '{"evals": [', "support.pack.json", "support.pack.json", ""),
+    ("not an object", "[1, 2]", "support.pack.json", "support.pack.json", "must be a JSON object"),
+    ("bad eval in a prompt", {"prompts": {"p": {"evals": [eval_def("x", trigger="hourly")]}}}, "support.pack.json",
+     "support.pack.json", "unknown trigger 'hourly'"),
+]
+
+
+@pytest.mark.parametrize(("pack", "ref", "file", "message"), [(p, r, f, m) for _, p, r, f, m in PACK_PROBLEMS],
+                         ids=[i for i, *_ in PACK_PROBLEMS])
+def test_a_bad_pack_file_fails_the_load(tmp_path: Path, pack: Any, ref: str, file: str, message: str) -> None:
+    root = with_pack(tmp_path, pack if pack is not None else {}, ref=ref)
+    if pack is None:
+        (root / "support.pack.json").unlink()
+    with pytest.raises(BundleInvalid) as caught:
+        load_bundle(root)
+    [problem] = [p for p in caught.value.problems if p.file == file]
+    assert message in problem.message and problem.line > 0
+    if file == "support.pack.json" and message.startswith("unknown trigger"):
+        assert problem.field == "prompts.p.evals[0].trigger"
+        assert problem.line == (root / file).read_text().splitlines().index('          "trigger": "hourly",') + 1
