@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from arena_operator.engine import media
+from arena_operator.engine import egress, media
 from arena_operator.engine.bundle import load_bundle
 from arena_operator.engine.errors import BundleInvalid
 from arena_operator.engine.types import Message
@@ -159,6 +159,17 @@ async def test_urls_are_fetched_when_the_turn_runs() -> None:
         assert caught.value.kind == "media"
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a.png", "http://169.254.169.254/latest/meta-data"])
+async def test_media_urls_follow_the_clusters_egress_policy(url: str) -> None:
+    egress.confine_process(egress.EgressPolicy.cluster({}))
+    try:
+        with pytest.raises(media.MediaFetchError, match="refused") as caught:
+            await media.fetch_urls([{"type": "image", "media": {"url": url, "mime_type": "image/png"}}])
+    finally:
+        egress.confine_process(None)
+    assert caught.value.kind == "media" and url in str(caught.value)
 
 
 def test_media_outputs_and_stats_as_upstream() -> None:
