@@ -322,3 +322,9 @@ async def test_a_recording_that_cannot_be_written_leaves_the_run_without_one(tmp
     result = (await executor.execute(combo)).to_dict()
     await executor.aclose()
     assert result["Status"] == "passed" and "RecordingPath" not in result
+
+
+def test_validate_counts_evals_and_their_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = Path(__file__).resolve().parents[1] / "fixtures" / "bundles" / "eval-replay"
+    assert cli.main(["validate", str(bundle)]) == 0
+    assert "bundle: 0 scenarios, 5 evals, 1 providers, 7 runs planned" in capsys.readouterr().out

@@ -75,7 +75,9 @@ def validate_bundle(path: Path, strict: bool, schema_only: bool, out: Findings) 
         return
     out.warnings.extend(bundle.warnings)
     runs = "" if schema_only else f", {count_runs(bundle)} runs planned"
-    out.checked.append(f"{path}: bundle: {len(bundle.scenarios)} scenarios, {len(bundle.providers)} providers{runs}")
+    evals = f", {len(bundle.eval_runs)} evals" if bundle.eval_runs else ""
+    out.checked.append(f"{path}: bundle: {len(bundle.scenarios)} scenarios{evals}, {len(bundle.providers)} "
+                       f"providers{runs}")
 
 
 def _manifest_files(directory: Path) -> list[Path]:
