@@ -1,7 +1,7 @@
-"""Workflows and skills through the cluster: the workflow fixture bundle in a git ArenaSource, run by an ArenaJob
-through the real kopf operator, the emulated API and the test kubelet (real `arena worker` processes, Redis, S3).
-The distributed runs have the outcomes `arena run` gives locally: the same per-run pass/fail, the same states
-speaking, the same transitions, artifacts and skill activations."""
+"""Workflows, skills and compositions through the cluster: the workflow and compositions fixture bundles in git
+ArenaSources, run by ArenaJobs through the real kopf operator, the emulated API and the test kubelet (real `arena
+worker` processes, Redis, S3). The distributed runs have the outcomes `arena run` gives locally: the same per-run
+status, the same states speaking, the same transitions, artifacts, skill activations and composition records."""
 
 from __future__ import annotations
 
@@ -22,15 +22,18 @@ from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
 from tests.harness.k8s import k8s_api as k8s_api
 from tests.harness.kubelet import Kubelet
 
-BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "bundles" / "workflow"
+BUNDLES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"
+NAMES = ("workflow", "compositions")
 
 
 @pytest.fixture
 def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server: Any, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    git_daemon.create_repo("workflow")
-    git_daemon.work("workflow").commit({str(p.relative_to(BUNDLE)): p.read_text() for p in BUNDLE.rglob("*")
-                                        if p.is_file()})
+    for name in NAMES:
+        bundle = BUNDLES / name
+        git_daemon.create_repo(name)
+        git_daemon.work(name).commit({str(p.relative_to(bundle)): p.read_text() for p in bundle.rglob("*")
+                                      if p.is_file()})
     s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="test",
                       aws_secret_access_key="test")
     s3.create_bucket(Bucket=BUCKET)
@@ -42,17 +45,19 @@ def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server
         k8s_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials",
                                                                          "namespace": NAMESPACE},
                         "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}})
-        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                        "metadata": {"name": "desk", "namespace": NAMESPACE},
-                        "spec": {"type": "git", "interval": "5m",
-                                 "git": {"url": git_daemon.url("workflow"), "ref": {"branch": "main"}}}})
-        k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, "desk",
-                         lambda o: dig(o, "status.phase") == "Ready", timeout=30)
+        for name in NAMES:
+            k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
+                            "metadata": {"name": name, "namespace": NAMESPACE},
+                            "spec": {"type": "git", "interval": "5m",
+                                     "git": {"url": git_daemon.url(name), "ref": {"branch": "main"}}}})
+        for name in NAMES:
+            k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, name,
+                             lambda o: dig(o, "status.phase") == "Ready", timeout=30)
         yield {"api": k8s_api, "s3": s3, "s3_url": s3_server.url}
 
 
-def _local_runs(out: Path) -> dict[str, dict[str, Any]]:
-    cli.main(["run", str(BUNDLE), "--out", str(out), "--formats", "json", "-q"])
+def _local_runs(bundle: Path, out: Path) -> dict[str, dict[str, Any]]:
+    cli.main(["run", str(bundle), "--out", str(out), "--formats", "json", "-q"])
     return {r["ScenarioID"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
 
 
@@ -62,25 +67,37 @@ def _conversation(run: dict[str, Any]) -> list[tuple[str, str, str]]:
              m["content"]) for m in run["Messages"]]
 
 
-def test_a_workflow_bundle_runs_distributed_with_the_local_outcomes(cluster: dict[str, Any], tmp_path: Path) -> None:
-    api = cluster["api"]
-    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob",
-                "metadata": {"name": "desk-eval", "namespace": NAMESPACE},
-                "spec": {"sourceRef": {"name": "desk"}, "workers": {"replicas": 2},
-                         "output": s3_output(cluster["s3_url"])}})
-    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, "desk-eval", finished, timeout=120)
+def _run_job(cluster: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    job = f"{name}-eval"
+    cluster["api"].create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob",
+                           "metadata": {"name": job, "namespace": NAMESPACE},
+                           "spec": {"sourceRef": {"name": name}, "workers": {"replicas": 2},
+                                    "output": s3_output(cluster["s3_url"])}})
+    obj = cluster["api"].wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, job, finished, timeout=120)
+    body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{job}/results.json")["Body"]
+    return obj, {r["ScenarioID"]: r for r in json.loads(body.read())}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_bundle_runs_distributed_with_the_local_outcomes(cluster: dict[str, Any], tmp_path: Path,
+                                                            name: str) -> None:
+    obj, remote = _run_job(cluster, name)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
-    body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/desk-eval/results.json")["Body"]
-    remote = {r["ScenarioID"]: r for r in json.loads(body.read())}
-    expected = yaml.safe_load((BUNDLE / "expected.yaml").read_text())["scenarios"]
-    statuses = {scenario: next(iter(by_provider.values())) for scenario, by_provider in expected.items()}
+    expected = yaml.safe_load((BUNDLES / name / "expected.yaml").read_text())["scenarios"]
+    outcomes = {scenario: next(iter(by_provider.values())) for scenario, by_provider in expected.items()}
     assert {s: r["Status"] for s, r in remote.items()} == {
-        s: (e if isinstance(e, str) else e["status"]) for s, e in statuses.items()}
-    local = _local_runs(tmp_path / "local")
-    for scenario, run in remote.items():
-        assert _conversation(run) == _conversation(local[scenario]), scenario
-        assert run["Workflow"] == local[scenario]["Workflow"], scenario
-        assert run["Violations"] == local[scenario]["Violations"], scenario
-    assert remote["tech-loop"]["Workflow"]["workflow_artifacts"] == {"notes": "rebooted; reset; "}
-    assert remote["billing-flow"]["Workflow"]["skills_activated"] == ["refunds"]
+        s: (e if isinstance(e, str) else e["status"]) for s, e in outcomes.items()}
     assert obj["status"]["progress"]["total"] == len(expected)
+    local = _local_runs(BUNDLES / name, tmp_path / "local")
+    for scenario, run in remote.items():
+        mine = local[scenario]
+        assert _conversation(run) == _conversation(mine), scenario
+        assert (run["Workflow"], run["Violations"], run["ErrorKind"]) == (
+            mine["Workflow"], mine["Violations"], mine["ErrorKind"]), scenario
+    if name == "compositions":
+        snapshot = [(m.get("meta") or {}).get("_composition_snapshot") for m in remote["billing-route"]["Messages"]]
+        assert any(snapshot) and snapshot == [(m.get("meta") or {}).get("_composition_snapshot")
+                                              for m in local["billing-route"]["Messages"]]
+    if name == "workflow":
+        assert remote["tech-loop"]["Workflow"]["workflow_artifacts"] == {"notes": "rebooted; reset; "}
+        assert remote["billing-flow"]["Workflow"]["skills_activated"] == ["refunds"]
