@@ -203,3 +203,14 @@ async def test_a_timeout_is_a_tool_error() -> None:
         with pytest.raises(ToolError, match=r"timed out after 0\.2s"):
             await agents.call("a2a__research_agent__search_papers", {"query": "q"})
         await agents.aclose()
+
+
+async def test_in_process_agents_need_no_network_even_in_the_cluster() -> None:
+    egress.confine_process(egress.EgressPolicy.cluster({}))
+    try:
+        agents = A2aAgents([RULES])
+        assert set(await agents.ensure()) == {"a2a__research_agent__search_papers", "a2a__research_agent__summarise"}
+        answer = await agents.call("a2a__research_agent__search_papers", {"query": "quantum"})
+    finally:
+        egress.confine_process(None)
+    assert answer == '{"response": "3 papers"}'

@@ -175,3 +175,17 @@ async def test_a_disabled_exec_tool_says_how_to_enable_it(in_cluster: None, monk
     with pytest.raises(ToolError, match="ARENA_ALLOW_EXEC=true on the operator") as caught:
         await run_exec_tool(tool, {}, tmp_path)
     assert caught.value.kind == sandbox.DISABLED_KIND
+
+
+@pytest.mark.parametrize(("prefixes", "chosen"), [
+    ((("false",), ("unshare", "-n", "--")), ("unshare", "-n", "--")),  # the first that works
+    ((("unshare", "-rn", "--"), ("unshare", "-n", "--")), ("unshare", "-rn", "--")),  # in order
+    ((("no-such-command-here",), ("unshare", "-rn", "--")), ("unshare", "-rn", "--")),  # a missing program
+])
+async def test_isolation_is_probed_once_in_order(monkeypatch: pytest.MonkeyPatch, prefixes: tuple[tuple[str, ...]],
+                                                 chosen: tuple[str, ...]) -> None:
+    monkeypatch.setattr(sandbox, "NETNS_PREFIXES", prefixes)
+    monkeypatch.setattr(sandbox, "_isolation", None)
+    assert await sandbox.isolation({}) == chosen
+    monkeypatch.setattr(sandbox, "NETNS_PREFIXES", (("false",),))
+    assert await sandbox.isolation({}) == chosen  # remembered
