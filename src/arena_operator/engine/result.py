@@ -66,7 +66,6 @@ class RunResult:
     prompt_pack: str = ""
     eval_results: list[dict[str, Any]] = field(default_factory=list)  # pack evals (packevals.py)
     recording_path: str = ""  # where this run's session recording went (engine/recording.py), when recorded
-    eval_results: list[dict[str, Any]] = field(default_factory=list)  # pack evals (packevals.py)
     workflow: dict[str, Any] = field(default_factory=dict)  # where a workflow run ended, its skills
 
     def _media_and_evals(self) -> dict[str, Any]:
@@ -141,6 +140,5 @@ class RunResult:
             "Warnings": self.warnings,
             **self._media_and_evals(),
             **({"RecordingPath": self.recording_path} if self.recording_path else {}),
-            **self._media_and_evals(),
             **({"Workflow": self.workflow} if self.workflow else {}),
         }
