@@ -17,6 +17,13 @@ from arena_operator.engine import egress, sandbox
 from arena_operator.engine.errors import ToolError
 from arena_operator.engine.exec_tools import run_exec_tool
 from arena_operator.engine.spec import ToolSpec
+from arena_operator.reconcile.worker_job import (
+    REDIS_URL_KEY,
+    SecretKeyRef,
+    WorkerJobParams,
+    build_worker_job,
+    pod_override_problems,
+)
 
 PY = sys.executable
 
@@ -189,3 +196,27 @@ async def test_isolation_is_probed_once_in_order(monkeypatch: pytest.MonkeyPatch
     assert await sandbox.isolation({}) == chosen
     monkeypatch.setattr(sandbox, "NETNS_PREFIXES", (("false",),))
     assert await sandbox.isolation({}) == chosen  # remembered
+
+
+def _worker_env(egress_settings: dict[str, str]) -> dict[str, str]:
+    job = build_worker_job(WorkerJobParams(
+        namespace="team-a", job_name="nightly", job_uid="uid-1", image="arena:test", artifact_url="http://a/x",
+        artifact_digest="sha256:" + "0" * 64, job_key="k", redis_secret=SecretKeyRef("s", REDIS_URL_KEY),
+        egress=egress_settings))
+    return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(("operator", "pod"), [
+    ({}, ("false", "false")),  # always set, so a job owner's podOverrides.extraEnvFrom cannot supply them
+    ({"ARENA_ALLOW_EXEC": "true"}, ("true", "false")),
+    ({"ARENA_ALLOW_EXEC": "true", "ARENA_EXEC_ALLOW_NETWORK": "true"}, ("true", "true")),
+])
+def test_the_operator_sets_the_exec_gates_in_every_worker_pod(operator: dict[str, str], pod: tuple[str, str]) -> None:
+    env = _worker_env(operator)
+    assert (env["ARENA_ALLOW_EXEC"], env["ARENA_EXEC_ALLOW_NETWORK"]) == pod
+
+
+@pytest.mark.parametrize("name", ["ARENA_ALLOW_EXEC", "ARENA_EXEC_ALLOW_NETWORK"])
+def test_a_job_owner_cannot_set_the_exec_gates(name: str) -> None:
+    problems = pod_override_problems({"extraEnv": [{"name": name, "value": "true"}]}, None, [])
+    assert problems == [f"spec.workers.podOverrides.extraEnv[0].name: {name} is set by the operator"]

@@ -138,7 +138,8 @@ def test_env_names_and_references_only() -> None:
     assert [item["name"] for item in container(manifest)["env"]] == [
         "ARENA_ARTIFACT_URL", "ARENA_ARTIFACT_DIGEST", "ARENA_REDIS_URL", "ARENA_JOB_KEY", "ARENA_NAMESPACE",
         "ARENA_JOB_NAME", "ARENA_OUTPUT", "ARENA_CONCURRENCY", "ARENA_METRICS_PORT", "HOME",
-        "ARENA_ALLOW_MCP_STDIO", "ARENA_MCP_STDIO_COMMANDS", "POD_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "ARENA_ALLOW_MCP_STDIO", "ARENA_ALLOW_EXEC", "ARENA_EXEC_ALLOW_NETWORK", "ARENA_MCP_STDIO_COMMANDS", "POD_NAME",
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN", "ARENA_PROVIDER_CLAUDE_JUDGE_API_KEY",
         "ARENA_PROVIDER_GPT4_PROD_API_KEY"]
     assert (env["ARENA_NAMESPACE"]["value"], env["ARENA_JOB_NAME"]["value"]) == ("arena", "nightly-eval")

@@ -31,6 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..api.common import API_VERSION, LABEL_ARENAJOB, LABEL_MANAGED_BY, LABEL_NAME
+from ..engine.egress import ALLOW_EXEC_VARIABLE, EXEC_ALLOW_NETWORK_VARIABLE
 from ..engine.egress import ALLOW_MCP_STDIO_VARIABLE as ALLOW_MCP_STDIO
 from ..engine.egress import SETTING_VARIABLES as EGRESS_SETTINGS
 from ..engine.envexpand import GRANT_VARIABLE
@@ -38,6 +39,7 @@ from ..engine.mcp_policy import STDIO_COMMANDS_VARIABLE, encode_commands
 from ..runplan.providers import SecretEnv
 
 WORKER_SUFFIX = "-worker"
+GATES = (ALLOW_MCP_STDIO, ALLOW_EXEC_VARIABLE, EXEC_ALLOW_NETWORK_VARIABLE)  # always set in worker pods
 MAX_NAME = 63  # a Job's name becomes the job-name label value of its pods: at most 63 characters
 WORKER_APP = "arena-worker"
 MANAGER = "arena-operator"
@@ -172,9 +174,10 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         _value("ARENA_METRICS_PORT", str(p.metrics_port)),
         _value("HOME", SCRATCH_DIR),
         *([_value("ARENA_LOG_LEVEL", "DEBUG")] if p.verbose else []),
-        *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress and name != ALLOW_MCP_STDIO),
-        # The stdio MCP policy is always set (default: off, none), so podOverrides.extraEnvFrom cannot supply it.
-        _value(ALLOW_MCP_STDIO, p.egress.get(ALLOW_MCP_STDIO, "false")),
+        *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress and name not in GATES),
+        # The gates on a bundle's commands (stdio MCP, exec) are always set (default: off, none), so
+        # podOverrides.extraEnvFrom cannot supply them.
+        *(_value(name, p.egress.get(name, "false")) for name in GATES),
         _value(STDIO_COMMANDS_VARIABLE, encode_commands(p.mcp_stdio_commands)),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
     ]
