@@ -2,9 +2,9 @@
 run by ArenaJobs through the real kopf operator, the emulated API and the test kubelet (real `arena worker`
 processes).
 
-- with the cluster admin's exec gate on (ARENA_ALLOW_EXEC=true on the operator, copied into the worker pods) the
-  exec tool answers the model and the tool_exec gates run it, in the sandbox of the worker;
-- with the gate off (the default) every exec fails saying how the admin enables it;
+- with the cluster admin's exec gate on (ARENA_ALLOW_EXEC=true on the operator) and the job's spec.exec.allowTools,
+  the exec tool answers the model and the tool_exec gates run it, in the sandbox of the worker;
+- with either off (both are by default) every exec fails naming both keys;
 - in-process A2A agents answer the model's delegations in worker pods as they do locally (no socket)."""
 
 from __future__ import annotations
@@ -65,11 +65,12 @@ def cluster(request: pytest.FixtureRequest, k8s_api: K8sApi, git_daemon: GitDaem
         yield {"api": k8s_api, "s3": s3, "s3_url": s3_server.url}
 
 
-def run_job(cluster: dict[str, Any], name: str, source: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def run_job(cluster: dict[str, Any], name: str, source: str,
+            **spec: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Create the ArenaJob, wait for its end; its status and its runs (from S3) by scenario."""
     api = cluster["api"]
     api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob", "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {"sourceRef": {"name": source}, "output": s3_output(cluster["s3_url"])}})
+                "spec": {"sourceRef": {"name": source}, "output": s3_output(cluster["s3_url"]), **spec}})
     obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, name, finished, timeout=120)
     body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{name}/results.json")["Body"]
     return obj, {r["ScenarioID"]: r for r in json.loads(body.read())}
@@ -79,8 +80,8 @@ def gate(run: dict[str, Any]) -> dict[str, Any]:
     return run["conversation_assertions"]["results"][0]
 
 
-def test_with_the_admins_gate_exec_tools_run_in_the_worker(cluster: dict[str, Any]) -> None:
-    obj, runs = run_job(cluster, "exec-on", "exec")
+def test_with_both_keys_exec_tools_run_in_the_worker(cluster: dict[str, Any]) -> None:
+    obj, runs = run_job(cluster, "exec-on", "exec", exec={"allowTools": True})
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert runs["count"]["Status"] == "passed", runs["count"]
     tool = next(m for m in runs["count"]["Messages"] if m["role"] == "tool")
@@ -89,13 +90,19 @@ def test_with_the_admins_gate_exec_tools_run_in_the_worker(cluster: dict[str, An
     assert "matched failure_pattern 'TODO left'" in json.dumps(gate(runs["lint-gate"]))
 
 
-@pytest.mark.parametrize("cluster", ["off"], indirect=True)
-def test_without_it_every_exec_fails_naming_the_gate(cluster: dict[str, Any]) -> None:
-    _, runs = run_job(cluster, "exec-off", "exec")
+DISABLED = ("exec tools are disabled in the cluster: they run only when the cluster admin allows them (Helm value "
+            "exec.allowTools, ARENA_ALLOW_EXEC=true on the operator) and the ArenaJob sets spec.exec.allowTools: true")
+
+
+@pytest.mark.parametrize(("cluster", "spec"), [
+    ("on", {}),  # the admin allows, the job does not ask
+    ("off", {"exec": {"allowTools": True}}),  # the job asks, the admin does not allow
+], indirect=["cluster"])
+def test_without_both_every_exec_fails_naming_the_keys(cluster: dict[str, Any], spec: dict[str, Any]) -> None:
+    _, runs = run_job(cluster, "exec-off", "exec", **spec)
     for scenario in ("count", "lint-gate"):
         assert runs[scenario]["Status"] == "failed"
-        assert ("exec tools are disabled in the cluster: the cluster admin enables them with ARENA_ALLOW_EXEC=true "
-                "on the operator (copied into worker pods)") in json.dumps(gate(runs[scenario]))
+        assert DISABLED in json.dumps(gate(runs[scenario]))
 
 
 def test_in_process_a2a_agents_answer_in_the_worker(cluster: dict[str, Any]) -> None:

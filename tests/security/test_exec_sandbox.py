@@ -1,6 +1,6 @@
-"""A hostile bundle's exec tool, run through the tool runner as a worker pod runs it: refused until the cluster
-admin enables exec, and once enabled it reaches no network, reads no secret of the process, and leaves nothing
-behind where it ran."""
+"""A hostile bundle's exec tool, run through the tool runner as a worker pod runs it: refused until exec is enabled
+(the cluster admin and the ArenaJob: the operator then sets ARENA_ALLOW_EXEC=true in the pod), and once enabled it
+reaches no network, reads no secret of the process, and leaves nothing behind where it ran."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _runner(root: Path) -> ToolRunner:
 
 async def test_refused_until_the_admin_enables_exec(worker: None, tmp_path: Path) -> None:
     result = await _runner(tmp_path).execute(ToolCall("c1", "grab", {"port": 1}), {"grab"})
-    assert result.error is not None and "ARENA_ALLOW_EXEC=true on the operator" in result.error
+    assert result.error is not None and "ARENA_ALLOW_EXEC=true on the operator) and the ArenaJob sets" in result.error
     assert result.error_type == sandbox.DISABLED_KIND
     assert not (tmp_path / "dropped.txt").exists()
 

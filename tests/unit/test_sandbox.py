@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from arena_operator.api.arenajob import ArenaJobSpec
 from arena_operator.engine import egress, sandbox
 from arena_operator.engine.errors import ToolError
 from arena_operator.engine.exec_tools import run_exec_tool
 from arena_operator.engine.spec import ToolSpec
+from arena_operator.reconcile.jobspec import exec_tools_of
 from arena_operator.reconcile.worker_job import (
     REDIS_URL_KEY,
     SecretKeyRef,
@@ -45,8 +47,9 @@ def in_cluster() -> Iterator[None]:
     (None, {"ARENA_ALLOW_EXEC": " TRUE "}, False, None),
     (None, {"ARENA_ALLOW_EXEC": "1"}, False, "exec tools are disabled"),
     (True, {}, False, None),  # arena run --allow-exec
-    (None, {}, True, "disabled in the cluster: the cluster admin enables them with ARENA_ALLOW_EXEC=true on the "
-                     "operator (copied into worker pods)"),
+    (None, {}, True, "disabled in the cluster: they run only when the cluster admin allows them (Helm value "
+                     "exec.allowTools, ARENA_ALLOW_EXEC=true on the operator) and the ArenaJob sets "
+                     "spec.exec.allowTools: true"),
     (None, {"ARENA_ALLOW_EXEC": "true"}, True, None),  # a worker pod the admin allowed
     (False, {"ARENA_ALLOW_EXEC": "true"}, True, "never run in the operator process"),  # the operator, always
 ])
@@ -179,7 +182,7 @@ async def test_a_disabled_exec_tool_says_how_to_enable_it(in_cluster: None, monk
     monkeypatch.setattr(sandbox, "_forced", None)
     monkeypatch.delenv("ARENA_ALLOW_EXEC", raising=False)
     tool = ToolSpec.model_validate({"name": "t", "mode": "exec", "exec": {"command": "true"}})
-    with pytest.raises(ToolError, match="ARENA_ALLOW_EXEC=true on the operator") as caught:
+    with pytest.raises(ToolError, match=r"ARENA_ALLOW_EXEC=true on the operator\) and the ArenaJob sets") as caught:
         await run_exec_tool(tool, {}, tmp_path)
     assert caught.value.kind == sandbox.DISABLED_KIND
 
@@ -198,21 +201,24 @@ async def test_isolation_is_probed_once_in_order(monkeypatch: pytest.MonkeyPatch
     assert await sandbox.isolation({}) == chosen  # remembered
 
 
-def _worker_env(egress_settings: dict[str, str]) -> dict[str, str]:
+def _worker_env(egress_settings: dict[str, str], exec_tools: bool) -> dict[str, str]:
     job = build_worker_job(WorkerJobParams(
         namespace="team-a", job_name="nightly", job_uid="uid-1", image="arena:test", artifact_url="http://a/x",
         artifact_digest="sha256:" + "0" * 64, job_key="k", redis_secret=SecretKeyRef("s", REDIS_URL_KEY),
-        egress=egress_settings))
+        egress=egress_settings, exec_tools=exec_tools))
     return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
-@pytest.mark.parametrize(("operator", "pod"), [
-    ({}, ("false", "false")),  # always set, so a job owner's podOverrides.extraEnvFrom cannot supply them
-    ({"ARENA_ALLOW_EXEC": "true"}, ("true", "false")),
-    ({"ARENA_ALLOW_EXEC": "true", "ARENA_EXEC_ALLOW_NETWORK": "true"}, ("true", "true")),
+@pytest.mark.parametrize(("operator", "job", "pod"), [
+    ({}, False, ("false", "false")),  # always set, so a job owner's podOverrides.extraEnvFrom cannot supply them
+    ({}, True, ("false", "false")),  # the job alone cannot turn exec on
+    ({"ARENA_ALLOW_EXEC": "true"}, False, ("false", "false")),  # nor the admin alone
+    ({"ARENA_ALLOW_EXEC": "true"}, True, ("true", "false")),
+    ({"ARENA_ALLOW_EXEC": "true", "ARENA_EXEC_ALLOW_NETWORK": "true"}, True, ("true", "true")),
 ])
-def test_the_operator_sets_the_exec_gates_in_every_worker_pod(operator: dict[str, str], pod: tuple[str, str]) -> None:
-    env = _worker_env(operator)
+def test_the_operator_sets_the_exec_gates_in_every_worker_pod(operator: dict[str, str], job: bool,
+                                                               pod: tuple[str, str]) -> None:
+    env = _worker_env(operator, job)
     assert (env["ARENA_ALLOW_EXEC"], env["ARENA_EXEC_ALLOW_NETWORK"]) == pod
 
 
@@ -220,3 +226,20 @@ def test_the_operator_sets_the_exec_gates_in_every_worker_pod(operator: dict[str
 def test_a_job_owner_cannot_set_the_exec_gates(name: str) -> None:
     problems = pod_override_problems({"extraEnv": [{"name": name, "value": "true"}]}, None, [])
     assert problems == [f"spec.workers.podOverrides.extraEnv[0].name: {name} is set by the operator"]
+
+
+@pytest.mark.parametrize(("spec", "allowed", "error"), [
+    (None, False, None),
+    ({}, False, None),
+    ({"allowTools": False}, False, None),
+    ({"allowTools": True}, True, None),
+    ({"allowTools": "yes"}, False, "valid boolean"),
+    ({"allowCommands": ["sh"]}, False, "Extra inputs are not permitted"),
+])
+def test_the_arenajob_field(spec: dict[str, object] | None, allowed: bool, error: str | None) -> None:
+    body = {"sourceRef": {"name": "s"}, **({"exec": spec} if spec is not None else {})}
+    if error:
+        with pytest.raises(ValueError, match=error):
+            ArenaJobSpec.model_validate(body)
+        return
+    assert exec_tools_of(ArenaJobSpec.model_validate(body)) is allowed

@@ -132,6 +132,16 @@ class McpSettings(ApiModel):
                     "none. HTTP servers (url) need no entry: the egress policy applies to them.")
 
 
+class ExecSettings(ApiModel):
+    """The bundle's exec tools in this job's worker pods."""
+
+    allow_tools: bool | None = Field(
+        None, description="Let the bundle's exec tools (and tool_exec assertions through them) run in the worker "
+                          "pods, each in a sandbox (no network, a scratch directory, a scrubbed environment, time "
+                          "and output limits). They run only when the cluster admin allows exec tools too (Helm "
+                          "value exec.allowTools); otherwise each call fails (exec_disabled). Default: false.")
+
+
 class ProviderOverride(ApiModel):
     """Providers for one group, chosen at run time from Provider objects by label."""
 
@@ -239,6 +249,8 @@ class ArenaJobSpec(ApiModel):
     verbose: bool | None = Field(None, description="Debug logging in the worker pods (ARENA_LOG_LEVEL=DEBUG).")
     mcp: McpSettings | None = Field(None, description="The bundle's MCP servers: which stdio server commands the "
                                                       "worker pods may run.")
+    exec: ExecSettings | None = Field(None, description="The bundle's exec tools: whether the worker pods may run "
+                                                        "them.")
     session_recording: bool | None = Field(
         None, description="Go form: accepted and kept; this operator has no session API, and every run's "
                           "transcript is in the results (units/<id>.json) whatever its value.")

@@ -1,8 +1,9 @@
 """The sandbox a bundle's own commands run in (exec tools, and the `tool_exec` assertion through them).
 
 A bundle is untrusted input and an exec tool's command is arbitrary code, so it runs only when enabled — `arena run
---allow-exec` (or ``ARENA_ALLOW_EXEC=true``) locally; in the cluster the admin's ``ARENA_ALLOW_EXEC=true`` on the
-operator, which copies it into worker pods; never in the operator process itself — and then only inside:
+--allow-exec` (or ``ARENA_ALLOW_EXEC=true``) locally; in the cluster when the admin allows exec tools (Helm value
+``exec.allowTools``) and the ArenaJob does (``spec.exec.allowTools``), the operator then setting
+``ARENA_ALLOW_EXEC=true`` in its worker pods; never in the operator process itself — and then only inside:
 
 - a network namespace of its own (``unshare -n``, else ``unshare -rn``): no network at all. Where neither can be
   made, it does not run unless ``ARENA_EXEC_ALLOW_NETWORK=true`` says the machine's own isolation is enough;
@@ -68,8 +69,9 @@ def refusal(environ: Mapping[str, str] | None = None) -> str | None:
     if _forced or environ.get(ALLOW_EXEC_VARIABLE, "").strip().lower() == "true":
         return None
     if confined():
-        return (f"exec tools are disabled in the cluster: the cluster admin enables them with "
-                f"{ALLOW_EXEC_VARIABLE}=true on the operator (copied into worker pods)")
+        return ("exec tools are disabled in the cluster: they run only when the cluster admin allows them (Helm value "
+                f"exec.allowTools, {ALLOW_EXEC_VARIABLE}=true on the operator) and the ArenaJob sets "
+                "spec.exec.allowTools: true")
     return f"exec tools are disabled: run `arena run --allow-exec` (or set {ALLOW_EXEC_VARIABLE}=true)"
 
 

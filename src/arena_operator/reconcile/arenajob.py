@@ -28,6 +28,7 @@ from .baseline import choose_baseline
 from .datagen import datagen_progress, datagen_verdict
 from .jobcontext import TERMINAL, JobContext, finish
 from .jobspec import (
+    exec_tools_of,
     job_config,
     job_source,
     output_of,
@@ -247,6 +248,7 @@ async def step_launch(ctx: JobContext, out: Outcome) -> None:
         job_key=ctx.queue.key, output=output_of(ctx.spec), secrets=resolved.secrets, concurrency=config.concurrency,
         pod_defaults=ctx.settings.pod_defaults, pod_overrides=pod_overrides_of(ctx.spec),
         verbose=bool(ctx.spec.verbose), mcp_stdio_commands=stdio_commands_of(ctx.spec),
+        exec_tools=exec_tools_of(ctx.spec),
     )
     created = await ctx.workloads.create_job(ctx.namespace, build_worker_job(params))
     name = worker_job_name(ctx.name)

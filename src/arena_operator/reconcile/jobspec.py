@@ -64,6 +64,11 @@ def stdio_commands_of(spec: ArenaJobSpec) -> tuple[str, ...]:
     return tuple(spec.mcp.allow_stdio_commands or ()) if spec.mcp else ()
 
 
+def exec_tools_of(spec: ArenaJobSpec) -> bool:
+    """``spec.exec.allowTools``: whether the job's worker pods may run the bundle's exec tools."""
+    return bool(spec.exec and spec.exec.allow_tools)
+
+
 def pod_overrides_of(spec: ArenaJobSpec) -> dict[str, Any] | None:
     """``spec.workers.podOverrides`` in wire form, or None."""
     overrides = spec.workers.pod_overrides if spec.workers else None

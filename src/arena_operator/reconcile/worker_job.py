@@ -96,6 +96,15 @@ class WorkerJobParams:
     verbose: bool = False  # spec.verbose: the worker logs at DEBUG
     egress: Mapping[str, str] = field(default_factory=dict)  # the operator's egress settings (engine/egress.py)
     mcp_stdio_commands: tuple[str, ...] = ()  # spec.mcp.allowStdioCommands (engine/mcp_policy.py)
+    exec_tools: bool = False  # spec.exec.allowTools: with the admin's ARENA_ALLOW_EXEC, exec runs (engine/sandbox.py)
+
+
+def _gate(p: WorkerJobParams, name: str) -> str:
+    """A gate's value in the pod: the operator's; exec is on only when the job allows it too."""
+    value = p.egress.get(name, "false")
+    if name == ALLOW_EXEC_VARIABLE and not p.exec_tools:
+        return "false"
+    return value
 
 
 def _short_hash(text: str) -> str:
@@ -177,7 +186,7 @@ def _env(p: WorkerJobParams) -> list[dict[str, Any]]:
         *(_value(name, p.egress[name]) for name in EGRESS_SETTINGS if name in p.egress and name not in GATES),
         # The gates on a bundle's commands (stdio MCP, exec) are always set (default: off, none), so
         # podOverrides.extraEnvFrom cannot supply them.
-        *(_value(name, p.egress.get(name, "false")) for name in GATES),
+        *(_value(name, _gate(p, name)) for name in GATES),
         _value(STDIO_COMMANDS_VARIABLE, encode_commands(p.mcp_stdio_commands)),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
     ]
