@@ -2,13 +2,15 @@
 at /a2a, on a thread of its own (usable from `arena run` in the test's process and from async tests alike).
 
 `answer(params)` gives the JSON-RPC `result` (a Task or a Message) or raises `RpcError`; `statuses` are HTTP
-statuses answered (with an empty body) to the first POSTs, before `answer` is asked; every request is recorded.
+statuses answered (with an empty body) to the first POSTs, before `answer` is asked; `drip_bytes` makes a POST
+answer one byte every 0.1 s; every request is recorded.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ class Agent:
     answer: Callable[[dict[str, Any]], dict[str, Any]]
     statuses: list[int] = field(default_factory=list)
     card_status: int = 200
+    drip_bytes: int = 0  # > 0: POST answers this many bytes, one every 0.1 s (a server that never quite answers)
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
 
@@ -63,6 +66,19 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _drip(self, count: int) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(count))
+            self.end_headers()
+            try:
+                for _ in range(count):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the client gave up
+
         def do_GET(self) -> None:
             agent.seen.append(Seen("GET", self.path, dict(self.headers)))
             if self.path != "/.well-known/agent.json" or agent.card_status != 200:
@@ -75,6 +91,9 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
             agent.seen.append(Seen("POST", self.path, dict(self.headers), body))
             if agent.statuses:
                 self._send(agent.statuses.pop(0))
+                return
+            if agent.drip_bytes:
+                self._drip(agent.drip_bytes)
                 return
             if self.path != "/a2a" or body.get("method") != "message/send":
                 self._send(200, {"jsonrpc": "2.0", "id": body.get("id"),

@@ -3,6 +3,7 @@ and a remote agent over real HTTP on loopback (discovery, message/send, headers,
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,6 @@ async def test_remote_agents_obey_the_egress_policy() -> None:
 
 async def test_a_timeout_is_a_tool_error() -> None:
     def slow(params: dict[str, Any]) -> dict[str, Any]:
-        import time
         time.sleep(1.0)
         return completed("late")
 
@@ -202,6 +202,18 @@ async def test_a_timeout_is_a_tool_error() -> None:
         await agents.ensure()
         with pytest.raises(ToolError, match=r"timed out after 0\.2s"):
             await agents.call("a2a__research_agent__search_papers", {"query": "q"})
+        await agents.aclose()
+
+
+async def test_a_reply_that_never_ends_is_cut_at_the_timeout() -> None:
+    with a2a_agent(CARD, _echo) as agent:
+        agents = _remote(agent.url, timeout_ms=500)
+        await agents.ensure()
+        agent.drip_bytes = 100  # 10 s of bytes, each well within httpx's per-read timeout
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"timed out after 0\.5s"):
+            await agents.call("a2a__research_agent__search_papers", {"query": "q"})
+        assert time.monotonic() - started < 2
         await agents.aclose()
 
 

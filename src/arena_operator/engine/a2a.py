@@ -311,26 +311,33 @@ class A2aAgents:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _request(self, agent: AgentSpec, method: str, path: str, body: Any, timeout: float) -> httpx.Response:
+        """One request, its whole exchange (connect, headers, body) within `timeout` and its body within
+        MAX_BODY_BYTES."""
         if self._client is None:
             self._client = async_client()
         url = agent.url.rstrip("/") + path
         try:
-            request = self._client.build_request(method, url, json=body, headers=_headers(agent), timeout=timeout)
-            response = await self._client.send(request, stream=True)
-            try:
-                data = b""
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_BODY_BYTES:
-                        raise ToolError(f"A2A agent {agent.name!r}: reply larger than {MAX_BODY_BYTES} bytes")
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(timeout):
+                return await self._exchange(agent, method, url, body, timeout)
         except EgressRefused as exc:
             raise ToolError(f"A2A agent {agent.name!r}: {exc}") from None
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             raise ToolError(f"A2A agent {agent.name!r}: timed out after {timeout:g}s") from None
         except httpx.TransportError as exc:
             raise ToolError(f"A2A agent {agent.name!r}: connection to {url} failed ({type(exc).__name__})") from None
+
+    async def _exchange(self, agent: AgentSpec, method: str, url: str, body: Any, timeout: float) -> httpx.Response:
+        assert self._client is not None
+        request = self._client.build_request(method, url, json=body, headers=_headers(agent), timeout=timeout)
+        response = await self._client.send(request, stream=True)
+        try:
+            data = b""
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_BODY_BYTES:
+                    raise ToolError(f"A2A agent {agent.name!r}: reply larger than {MAX_BODY_BYTES} bytes")
+        finally:
+            await response.aclose()
         return httpx.Response(response.status_code, headers=response.headers, content=data)
 
 
