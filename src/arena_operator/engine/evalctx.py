@@ -78,6 +78,7 @@ class EvalEnvironment:
     async def run_tool(self, name: str, args: dict[str, Any], timeout: float) -> ToolResult:
         call = ToolCall(f"exec_{name}", name, args)
         try:
-            return await asyncio.wait_for(self.tools.execute(call, set(self.bundle.tools)), timeout)
+            # As upstream's registry: any tool the run knows, MCP and A2A ones included once offered.
+            return await asyncio.wait_for(self.tools.execute(call, set(self.tools.tools)), timeout)
         except TimeoutError:
             return ToolResult(call.id, name, "", f"timed out after {timeout:g}s")
