@@ -29,11 +29,14 @@ async def _run_all(name: str, mock_all: bool = False) -> dict[tuple[str, str], d
 
 async def test_providers_that_need_other_services_error_clearly_without_mock_provider() -> None:
     runs = await _run_all("upstream-vocabulary")
-    for provider, needle in (("claude-bedrock", "platform 'bedrock'"), ("imagen-gen", "Imagen"),
-                             ("replay-rec", "recorded sessions")):
+    for provider, needle in (("claude-bedrock", "platform 'bedrock'"), ("imagen-gen", "Imagen")):
         run = runs[("provider-types", provider)]
         assert run["Status"] == "error" and run["ErrorKind"] == "unsupported", run["Error"]
         assert needle in run["Error"] and "--mock-provider" in run["Error"]
+    replayed = runs[("provider-types", "replay-rec")]  # replay needs no service: it answers from its recording
+    assert replayed["Status"] == "failed" and not replayed["Error"], "the recorded reply is not the mock's"
+    assert next(m["content"] for m in replayed["Messages"] if m["role"] == "assistant") == \
+        "Here is the photo you asked for."
     assert runs[("classifiers-skipped", "mock-main")]["Status"] == "passed", "the mock providers still run"
 
 
