@@ -115,6 +115,14 @@ async def test_time_limit_kills_the_process_group(enabled: None, tmp_path: Path)
     assert not marker.exists()  # the background child died with its group
 
 
+async def test_nothing_it_started_outlives_it(enabled: None, tmp_path: Path) -> None:
+    marker = tmp_path / "orphan"
+    outcome = await sandbox.run(["sh", "-c", f"(sleep 1; touch {marker}) >/dev/null 2>&1 &"], b"", 20, {})
+    assert outcome.returncode == 0
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
 async def test_output_is_bounded(enabled: None) -> None:
     outcome = await sandbox.run([PY, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"], b"", 20, {})
     assert outcome.truncated and len(outcome.stdout) == sandbox.MAX_OUTPUT_BYTES

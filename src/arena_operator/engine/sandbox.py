@@ -10,8 +10,8 @@ A bundle is untrusted input and an exec tool's command is arbitrary code, so it 
 - a fresh scratch directory as working directory, ``HOME`` and ``TMPDIR``, removed afterwards;
 - an environment scrubbed to ``PATH`` and ``LANG`` plus the variables the tool names (read through the process's
   variable policy: in the cluster, only those the job owner granted);
-- a time limit (the process group is killed), bounded stdout and stderr, and resource limits (CPU seconds, file
-  size, address space, no core files).
+- a time limit (the process group is killed, and is at the end in any case: nothing it started outlives it),
+  bounded stdout and stderr, and resource limits (CPU seconds, file size, address space, no core files).
 """
 
 from __future__ import annotations
@@ -182,5 +182,6 @@ async def _collect(process: asyncio.subprocess.Process, stdin: bytes, timeout_s:
         reading.cancel()
         return Outcome(None, b"", "", False)
     returncode = await asyncio.wait_for(process.wait(), KILL_GRACE_S)
+    _kill(process)  # what it left running in its process group goes with it
     tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
     return Outcome(returncode, stdout, tail, truncated)
