@@ -168,6 +168,18 @@ async def test_remote_call_failures(statuses: list[int], query: str, want: str, 
     assert sum(1 for s in agent.seen if s.method == "POST") == posts
 
 
+async def test_an_agent_that_cannot_be_reached_is_retried_then_a_tool_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(a2a, "RETRY_DELAYS_S", (0.2, 0.2))
+    with a2a_agent(CARD, _echo) as agent:
+        agents = _remote(agent.url)
+        await agents.ensure()
+    started = time.monotonic()  # the server is gone: its port refuses connections
+    with pytest.raises(ToolError, match=r"cannot connect to http://127\.0\.0\.1:\d+/a2a"):
+        await agents.call("a2a__research_agent__search_papers", {"query": "q"})
+    assert time.monotonic() - started >= 0.4  # both retries waited for
+    await agents.aclose()
+
+
 async def test_a_card_that_cannot_be_read_fails_discovery_once() -> None:
     with a2a_agent(CARD, _echo) as agent:
         agent.card_status = 500

@@ -50,6 +50,10 @@ class A2aDiscoveryError(Exception):
     kind = DISCOVER_KIND
 
 
+class _Unreachable(ToolError):
+    """The agent could not be connected to: retried, as upstream retries transient network errors."""
+
+
 class _Part(Model):
     text: str = ""
 
@@ -295,7 +299,13 @@ class A2aAgents:
         body = {"jsonrpc": "2.0", "id": next(_IDS), "method": "message/send", "params": params}
         timeout = (agent.timeout_ms or CALL_TIMEOUT_MS) / 1000
         for delay in (*RETRY_DELAYS_S, None):
-            response = await self._request(agent, "POST", RPC_PATH, body, timeout)
+            try:
+                response = await self._request(agent, "POST", RPC_PATH, body, timeout)
+            except _Unreachable:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
             if response.status_code in RETRY_STATUSES and delay is not None:
                 await asyncio.sleep(delay)
                 continue
@@ -323,6 +333,9 @@ class A2aAgents:
             raise ToolError(f"A2A agent {agent.name!r}: {exc}") from None
         except (TimeoutError, httpx.TimeoutException):
             raise ToolError(f"A2A agent {agent.name!r}: timed out after {timeout:g}s") from None
+        except httpx.ConnectError as exc:
+            raise _Unreachable(f"A2A agent {agent.name!r}: cannot connect to {url} ({exc or type(exc).__name__})"
+                               ) from None
         except httpx.TransportError as exc:
             raise ToolError(f"A2A agent {agent.name!r}: connection to {url} failed ({type(exc).__name__})") from None
 
