@@ -12,7 +12,6 @@ operator, the emulated API and the test kubelet (real `arena worker` processes s
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import subprocess
 import sys
@@ -21,16 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
-from tests.e2e.operator_env import NAMESPACE, arena_operator, condition
-from tests.e2e.test_arenajob import BUCKET, finished, s3_output
+from tests.e2e.bundle_jobs import bundle_cluster, run_job
+from tests.e2e.operator_env import NAMESPACE, condition
+from tests.e2e.test_arenajob import BUCKET
 from tests.fakes.services import GitDaemon
-from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
+from tests.harness.k8s import K8sApi
 from tests.harness.k8s import k8s_api as k8s_api
-from tests.harness.kubelet import Kubelet
 
 BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "bundles" / "mcp"
 TEAM = "support-east"
@@ -78,39 +76,14 @@ def http_notes() -> Iterator[int]:
 @pytest.fixture
 def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server: Any, http_notes: int,
             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Operator (with the admin's stdio gate on), kubelet, the bundle in git as ArenaSource mcp-notes, S3."""
-    git_daemon.create_repo("mcp")
-    git_daemon.work("mcp").commit(bundle_files(http_notes))
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="test",
-                      aws_secret_access_key="test")
-    s3.create_bucket(Bucket=BUCKET)
-    monkeypatch.setenv("ARENA_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("ARENA_VISIBILITY_TIMEOUT_SECONDS", "5")
-    monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
-    monkeypatch.setenv("ARENA_ALLOW_MCP_STDIO", "true")  # the cluster admin's half; each job gives its own
-    with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch), \
-            Kubelet(k8s_api, tmp_path / "kubelet", namespaces=[NAMESPACE]):
-        k8s_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials",
-                                                                         "namespace": NAMESPACE},
-                        "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}})
-        k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                        "metadata": {"name": "mcp-notes", "namespace": NAMESPACE},
-                        "spec": {"type": "git", "interval": "5m",
-                                 "git": {"url": git_daemon.url("mcp"), "ref": {"branch": "main"}}}})
-        k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, "mcp-notes",
-                         lambda o: dig(o, "status.phase") == "Ready", timeout=30)
-        yield {"api": k8s_api, "s3": s3, "s3_url": s3_server.url}
+    """Operator (with the admin's stdio gate on: each job gives its own), kubelet, the bundle as source mcp-notes."""
+    with bundle_cluster(k8s_api, git_daemon, redis_server.url, s3_server.url, tmp_path, monkeypatch,
+                        {"mcp-notes": bundle_files(http_notes)}, {"ARENA_ALLOW_MCP_STDIO": "true"}) as cluster:
+        yield cluster
 
 
-def run_job(cluster: dict[str, Any], name: str, **spec: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Create the ArenaJob, wait for its end; its status and its runs (from S3) by scenario."""
-    api = cluster["api"]
-    api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob", "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {"sourceRef": {"name": "mcp-notes"}, "output": s3_output(cluster["s3_url"]), **spec}})
-    obj = api.wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, name, finished, timeout=120)
-    assert dig(obj, "status.result.url"), obj["status"]
-    body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{name}/results.json")["Body"]
-    return obj, {r["ScenarioID"]: r for r in json.loads(body.read())}
+def run_mcp_job(cluster: dict[str, Any], name: str, **spec: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    return run_job(cluster, name, "mcp-notes", **spec)
 
 
 def tool_results(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,7 +115,7 @@ def assert_lookup_and_team_pass(runs: dict[str, dict[str, Any]]) -> None:
 
 
 def test_a_job_that_allows_the_command_runs_the_stdio_server(cluster: dict[str, Any]) -> None:
-    obj, runs = run_job(cluster, "mcp-allowed", mcp={"allowStdioCommands": ["python"]}, workers=GRANT)
+    obj, runs = run_mcp_job(cluster, "mcp-allowed", mcp={"allowStdioCommands": ["python"]}, workers=GRANT)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert_lookup_and_team_pass(runs)
     broken = runs["mcp-broken"]
@@ -154,7 +127,7 @@ def test_a_job_that_allows_the_command_runs_the_stdio_server(cluster: dict[str, 
 
 
 def test_a_job_without_the_field_errors_its_runs_naming_the_field(cluster: dict[str, Any]) -> None:
-    obj, runs = run_job(cluster, "mcp-refused", workers=GRANT)
+    obj, runs = run_mcp_job(cluster, "mcp-refused", workers=GRANT)
     assert obj["status"]["phase"] == "Failed" and condition(obj, "Ready")["reason"] == "NoUnitRan", obj["status"]
     assert "none of the 3 units could run: 3 mcp_start" in obj["status"]["message"]
     assert "spec.mcp.allowStdioCommands" in obj["status"]["message"]
@@ -166,7 +139,7 @@ def test_a_job_without_the_field_errors_its_runs_naming_the_field(cluster: dict[
 
 
 def test_an_http_server_on_loopback_needs_no_field(cluster: dict[str, Any]) -> None:
-    obj, runs = run_job(cluster, "mcp-http", arenaFile="http.arena.yaml", workers=GRANT)
+    obj, runs = run_mcp_job(cluster, "mcp-http", arenaFile="http.arena.yaml", workers=GRANT)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert set(runs) == {"mcp-lookup", "mcp-team"}
     assert_lookup_and_team_pass(runs)

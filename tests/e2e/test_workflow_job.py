@@ -10,50 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
 from arena_operator import cli
-from tests.e2e.operator_env import NAMESPACE, arena_operator
-from tests.e2e.test_arenajob import BUCKET, finished, s3_output
+from tests.e2e.bundle_jobs import BUNDLES, bundle_cluster, bundle_files, run_job
 from tests.fakes.services import GitDaemon
-from tests.harness.k8s import ARENA_API_VERSION, K8sApi, dig
+from tests.harness.k8s import K8sApi
 from tests.harness.k8s import k8s_api as k8s_api
-from tests.harness.kubelet import Kubelet
 
-BUNDLES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"
 NAMES = ("workflow", "compositions")
 
 
 @pytest.fixture
 def cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_server: Any, s3_server: Any, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name in NAMES:
-        bundle = BUNDLES / name
-        git_daemon.create_repo(name)
-        git_daemon.work(name).commit({str(p.relative_to(bundle)): p.read_text() for p in bundle.rglob("*")
-                                      if p.is_file()})
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="test",
-                      aws_secret_access_key="test")
-    s3.create_bucket(Bucket=BUCKET)
-    monkeypatch.setenv("ARENA_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("ARENA_VISIBILITY_TIMEOUT_SECONDS", "5")
-    monkeypatch.setenv("ARENA_AGGREGATION_LEASE_SECONDS", "2")
-    with arena_operator(k8s_api, tmp_path / "artifacts", monkeypatch), \
-            Kubelet(k8s_api, tmp_path / "kubelet", namespaces=[NAMESPACE]):
-        k8s_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials",
-                                                                         "namespace": NAMESPACE},
-                        "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}})
-        for name in NAMES:
-            k8s_api.create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaSource",
-                            "metadata": {"name": name, "namespace": NAMESPACE},
-                            "spec": {"type": "git", "interval": "5m",
-                                     "git": {"url": git_daemon.url(name), "ref": {"branch": "main"}}}})
-        for name in NAMES:
-            k8s_api.wait_for(ARENA_API_VERSION, "arenasources", NAMESPACE, name,
-                             lambda o: dig(o, "status.phase") == "Ready", timeout=30)
-        yield {"api": k8s_api, "s3": s3, "s3_url": s3_server.url}
+    with bundle_cluster(k8s_api, git_daemon, redis_server.url, s3_server.url, tmp_path, monkeypatch,
+                        {name: bundle_files(BUNDLES / name) for name in NAMES}) as cluster:
+        yield cluster
 
 
 def _local_runs(bundle: Path, out: Path) -> dict[str, dict[str, Any]]:
@@ -67,21 +41,10 @@ def _conversation(run: dict[str, Any]) -> list[tuple[str, str, str]]:
              m["content"]) for m in run["Messages"]]
 
 
-def _run_job(cluster: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    job = f"{name}-eval"
-    cluster["api"].create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob",
-                           "metadata": {"name": job, "namespace": NAMESPACE},
-                           "spec": {"sourceRef": {"name": name}, "workers": {"replicas": 2},
-                                    "output": s3_output(cluster["s3_url"])}})
-    obj = cluster["api"].wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, job, finished, timeout=120)
-    body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{job}/results.json")["Body"]
-    return obj, {r["ScenarioID"]: r for r in json.loads(body.read())}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_the_bundle_runs_distributed_with_the_local_outcomes(cluster: dict[str, Any], tmp_path: Path,
                                                             name: str) -> None:
-    obj, remote = _run_job(cluster, name)
+    obj, remote = run_job(cluster, f"{name}-eval", name, workers={"replicas": 2})
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     expected = yaml.safe_load((BUNDLES / name / "expected.yaml").read_text())["scenarios"]
     outcomes = {scenario: next(iter(by_provider.values())) for scenario, by_provider in expected.items()}
