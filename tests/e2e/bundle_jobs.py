@@ -22,15 +22,15 @@ BUNDLES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"
 JOB_TIMEOUT = 120
 
 
-def bundle_files(root: Path) -> dict[str, str]:
+def bundle_files(root: Path) -> dict[str, str | bytes]:
     """A bundle directory as the files of a git commit (no caches; expected.yaml is the tests', not the bundle's)."""
-    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
             and "__pycache__" not in p.parts and p.name != "expected.yaml"}
 
 
 @contextmanager
 def bundle_cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_url: str, s3_url: str, tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch, sources: dict[str, dict[str, str]],
+                   monkeypatch: pytest.MonkeyPatch, sources: dict[str, dict[str, str | bytes]],
                    env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Operator (with `env` set on it), kubelet, the S3 credentials Secret, and one Ready git ArenaSource per
     entry of `sources` (name → files)."""
@@ -60,12 +60,22 @@ def bundle_cluster(k8s_api: K8sApi, git_daemon: GitDaemon, redis_url: str, s3_ur
         yield {"api": k8s_api, "s3": s3, "s3_url": s3_url}
 
 
-def run_job(cluster: dict[str, Any], name: str, source: str,
-            **spec: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Create an ArenaJob over `source` (S3 output), wait for its end; its object and its runs by scenario."""
+def run_job_results(cluster: dict[str, Any], name: str, source: str,
+                    **spec: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Create an ArenaJob over `source` (S3 output), wait for its end; its object and its runs."""
     cluster["api"].create({"apiVersion": ARENA_API_VERSION, "kind": "ArenaJob",
                            "metadata": {"name": name, "namespace": NAMESPACE},
                            "spec": {"sourceRef": {"name": source}, "output": s3_output(cluster["s3_url"]), **spec}})
     obj = cluster["api"].wait_for(ARENA_API_VERSION, "arenajobs", NAMESPACE, name, finished, timeout=JOB_TIMEOUT)
-    body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{name}/results.json")["Body"]
-    return obj, {r["ScenarioID"]: r for r in json.loads(body.read())}
+    try:
+        body = cluster["s3"].get_object(Bucket=BUCKET, Key=f"evals/parallel/{NAMESPACE}/{name}/results.json")
+    except cluster["s3"].exceptions.NoSuchKey:
+        pytest.fail(f"job {name} wrote no results.json: {obj['status']}")
+    return obj, json.loads(body["Body"].read())
+
+
+def run_job(cluster: dict[str, Any], name: str, source: str,
+            **spec: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """run_job_results for a bundle whose scenarios run on one provider each: the runs by scenario."""
+    obj, runs = run_job_results(cluster, name, source, **spec)
+    return obj, {r["ScenarioID"]: r for r in runs}

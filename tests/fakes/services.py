@@ -85,11 +85,14 @@ class GitWork:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def commit(self, files: dict[str, str], message: str = "change") -> str:
-        """Write `files` (relative path → content), commit all, push the current branch; returns the sha."""
+    def commit(self, files: dict[str, str | bytes], message: str = "change") -> str:
+        """Write `files` (relative path → text or bytes), commit all, push the current branch; returns the sha."""
         for name, content in files.items():
             (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_text(content)
+            if isinstance(content, bytes):
+                (self.path / name).write_bytes(content)
+            else:
+                (self.path / name).write_text(content)
         git("add", "-A", cwd=self.path)
         git("commit", "-q", "-m", message, cwd=self.path)
         git("push", "-q", "origin", "HEAD", cwd=self.path)
