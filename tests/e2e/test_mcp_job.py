@@ -12,10 +12,6 @@ operator, the emulated API and the test kubelet (real `arena worker` processes s
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,7 @@ import yaml
 from tests.e2e.bundle_jobs import bundle_cluster, run_job
 from tests.e2e.operator_env import NAMESPACE, condition
 from tests.e2e.test_arenajob import BUCKET
+from tests.fakes.mcp_notes import notes_http_server
 from tests.fakes.services import GitDaemon
 from tests.harness.k8s import K8sApi
 from tests.harness.k8s import k8s_api as k8s_api
@@ -53,24 +50,8 @@ def bundle_files(http_port: int) -> dict[str, str]:
 @pytest.fixture
 def http_notes() -> Iterator[int]:
     """The notes server over streamable HTTP on a free loopback port, up before the test goes on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(BUNDLE / "server" / "notes_server.py"), "streamable-http",
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "the HTTP server did not come up"
-                time.sleep(0.1)
+    with notes_http_server("streamable-http") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from arena_operator.engine import mcp
 from arena_operator.engine.egress import EgressPolicy, confine_process
 from arena_operator.engine.errors import ToolError
 from arena_operator.engine.spec import ArenaSpec
+from tests.fakes.mcp_notes import notes_http_server
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "tests" / "fixtures" / "bundles" / "mcp"
@@ -139,35 +137,12 @@ async def test_calls_are_bounded_in_time_and_output(monkeypatch: pytest.MonkeyPa
         await tools.call("mcp__notes__lookup", {"topic": "refunds"})
 
 
-@contextmanager
-def http_server(kind: str) -> Iterator[int]:
-    """The notes server over HTTP on a free loopback port, up before the test connects."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(BUNDLE / "server" / "notes_server.py"), kind, str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "the HTTP server did not come up"
-                time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 @pytest.mark.parametrize(("kind", "transport", "path"), [("streamable-http", "streamable_http", "/mcp"),
                                                          ("sse", "", "/sse")])
 async def test_http_servers_run_under_the_egress_policy(kind: str, transport: str, path: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTES_TEAM_NAME", TEAM)
-    with http_server(kind) as port:
+    with notes_http_server(kind) as port:
         entry = {"name": "web", "url": f"http://127.0.0.1:{port}{path}", "transport": transport,
                  "headers": {"X-Team": "team ${NOTES_TEAM_NAME}"}}
         tools = _tools(entry)
