@@ -16,7 +16,7 @@ server, other tenants' services. So:
   the environment's proxies (a proxy would connect on our behalf, past the address check).
 
 :func:`async_client` builds the httpx client every engine caller uses; :class:`EgressTransport` is the hook (an
-``httpx.AsyncHTTPTransport`` whose connection pool connects through :class:`_CheckedBackend`).
+``httpx.AsyncHTTPTransport`` whose connection pool connects through :class:`CheckedBackend`).
 """
 
 from __future__ import annotations
@@ -196,27 +196,32 @@ def current_policy() -> EgressPolicy:
     return _process_policy or EgressPolicy.local()
 
 
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to checked addresses (the TLS handshake still names the host,
-    so certificates are verified against the name, not the address)."""
+HTTPCORE_CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
 
-    def __init__(self, policy: EgressPolicy, inner: httpcore.AsyncNetworkBackend) -> None:
-        self.policy, self.inner = policy, inner
+
+class CheckedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend connecting only to checked addresses (the TLS handshake still names the host,
+    so certificates are verified against the name, not the address). `connect_errors` are the inner backend's
+    connection failures, after which the next resolved address is tried: httpcore's by default; the MCP SDK's
+    httpcore2 fork passes its own (its pool calls the backend by duck typing)."""
+
+    def __init__(self, policy: EgressPolicy, inner: Any,
+                 connect_errors: tuple[type[Exception], ...] = HTTPCORE_CONNECT_ERRORS) -> None:
+        self.policy, self.inner, self.connect_errors = policy, inner, connect_errors
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        addresses = await self.policy.resolve(host, port)
+                          socket_options: Iterable[Any] | None = None) -> Any:
         failure: Exception | None = None
-        for address in addresses:
+        for address in await self.policy.resolve(host, port):
             try:
                 return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except self.connect_errors as exc:
                 failure = exc
         assert failure is not None  # resolve() returns at least one address or raises
         raise failure
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+                                  socket_options: Iterable[Any] | None = None) -> Any:
         raise EgressRefused(path, "unix sockets are not reachable from a bundle")
 
     async def sleep(self, seconds: float) -> None:
@@ -231,7 +236,7 @@ class EgressTransport(httpx.AsyncHTTPTransport):
         super().__init__(**kwargs)
         self.policy = policy or current_policy()
         pool = self._pool  # httpcore's pool hands its backend to every connection it opens
-        pool._network_backend = _CheckedBackend(self.policy, pool._network_backend)
+        pool._network_backend = CheckedBackend(self.policy, pool._network_backend)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_url(request.url)
