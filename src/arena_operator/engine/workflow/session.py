@@ -68,6 +68,8 @@ class WorkflowSession:
         self.pending: _Pending | None = None
         self.context_summary = ""
         self.rejections: list[str] = []
+        self._definitions = self._build_definitions()  # fixed for the run: built once, not every provider round
+        self._names = {d.name for d in self._definitions}
         if self.skills is not None and self.machine is not None:
             self.skills.set_filter(self.machine.state.skills)
 
@@ -86,6 +88,9 @@ class WorkflowSession:
 
     def definitions(self) -> list[ToolDefinition]:
         """The system tools, offered in every state (upstream registers them once per bundle)."""
+        return self._definitions
+
+    def _build_definitions(self) -> list[ToolDefinition]:
         found: list[ToolDefinition] = []
         if self.spec is not None and self.spec.events:
             found.append(transition_definition(self.spec.events))
@@ -100,7 +105,7 @@ class WorkflowSession:
         return self.skills.active_tools() if self.skills else set()
 
     def handles(self, name: str) -> bool:
-        return any(d.name == name for d in self.definitions())
+        return name in self._names
 
     def execute(self, call: ToolCall) -> ToolResult:
         """Never raises: a refused call becomes a tool error the model sees."""
